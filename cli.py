@@ -1,0 +1,435 @@
+"""The ``qproc`` command: a thin layer that parses input, calls one engine function, renders the result.
+
+Every command runs in one database transaction (``Database.run``); engine errors exit 1 with
+their message, bad usage exits 2. Listing commands print tables, or JSON with ``--json``.
+"""
+
+import json
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import click
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+import engine
+from engine import Database, EngineError
+
+console = Console(highlight=False)
+SHIPPED_ROOTS = (Path(__file__).resolve().parent, Path(sys.prefix) / "share" / "qproc")
+
+
+def shipped(name: str) -> Path:
+    """The path of a file or folder shipped with qproc (``processes``, ``forms``, ``org.yaml``)."""
+    for root in SHIPPED_ROOTS:
+        if (root / name).exists():
+            return root / name
+    raise click.ClickException(f"cannot find the shipped '{name}' (looked in {', '.join(map(str, SHIPPED_ROOTS))})")
+
+
+class Context:
+    """What every command needs: the database, who acts, and what time it is."""
+
+    def __init__(self, db_url: str | None, actor: str | None, now: str | None):
+        self.db = Database(db_url)
+        self.actor_name = actor
+        self._now = now
+
+    @property
+    def actor(self) -> str:
+        """The acting user; a usage error when neither --as nor QPROC_USER says who."""
+        if not self.actor_name:
+            raise click.UsageError("say who is acting: --as USER or the QPROC_USER environment variable")
+        return self.actor_name
+
+    @property
+    def now(self) -> datetime:
+        """The current time (UTC), or the time --now / QPROC_NOW pretends it is."""
+        if not self._now:
+            return datetime.now(timezone.utc)
+        try:
+            moment = datetime.fromisoformat(self._now)
+        except ValueError:
+            raise click.BadParameter(f"'{self._now}' is not an ISO 8601 time", param_hint="--now") from None
+        return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+    def run(self, work):
+        """Run one engine call in one transaction; engine errors become a message and exit code 1."""
+        try:
+            return self.db.run(work)
+        except EngineError as err:
+            raise click.ClickException(str(err)) from None
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+@click.group()
+@click.option("--db", envvar="QPROC_DB", help="Database URL (default sqlite:///qproc.db in this folder).")
+@click.option("--as", "actor", envvar="QPROC_USER", help="Who is acting: a user id from the organisation.")
+@click.option("--now", envvar="QPROC_NOW", help="Pretend it is this ISO 8601 time (for tests and demos).")
+@click.pass_context
+def main(ctx: click.Context, db: str | None, actor: str | None, now: str | None) -> None:
+    """qproc runs ISO 9001 quality procedures (BPMN 2.0) with department inboxes and a full history."""
+    context = Context(db, actor, now)
+    context.db.create_schema()
+    ctx.obj = context
+    ctx.call_on_close(context.db.dispose)
+
+
+# --- input and output helpers ----------------------------------------------------------------
+
+def _read_data(data_file: Path | None, pairs: tuple[str, ...], typed: bool) -> dict[str, Any]:
+    """Merge --data FILE (JSON or YAML) and --set k=v pairs; ``typed`` reads each value as a YAML scalar."""
+    data: dict[str, Any] = {}
+    if data_file is not None:
+        try:
+            loaded = yaml.safe_load(data_file.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as err:
+            raise click.BadParameter(f"cannot read {data_file}: {err}", param_hint="--data") from None
+        if not isinstance(loaded, dict):
+            raise click.BadParameter(f"{data_file} must hold a mapping of field to value", param_hint="--data")
+        data.update(loaded)
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"'{pair}' is not KEY=VALUE", param_hint="--set")
+        data[key.strip()] = yaml.safe_load(value) if typed and value else value
+    return data
+
+
+def _time(moment: datetime | None) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M") if moment else ""
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
+
+
+def _echo_json(value: Any) -> None:
+    click.echo(json.dumps(value, ensure_ascii=False, indent=2, default=str))
+
+
+def _table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
+    table = Table(title=title, title_justify="left")
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*("" if cell is None else str(cell) for cell in row))
+    console.print(table)
+
+
+def _task_json(task) -> dict[str, Any]:
+    return {"id": task.id, "instance": task.instance_id, "process": task.instance.process_key,
+            "business_key": task.instance.business_key, "task": task.name, "title": task.title,
+            "department": task.department, "role": task.role, "form": task.form_key, "status": task.status,
+            "assignee": task.assignee, "created_at": _iso(task.created_at), "due_at": _iso(task.due_at),
+            "completed_at": _iso(task.completed_at), "completed_by": task.completed_by, "data": task.data}
+
+
+def _instance_json(instance) -> dict[str, Any]:
+    return {"id": instance.id, "process": instance.process_key, "version": instance.definition.version,
+            "business_key": instance.business_key, "status": instance.status, "started_by": instance.started_by,
+            "started_at": _iso(instance.started_at), "updated_at": _iso(instance.updated_at),
+            "ended_at": _iso(instance.ended_at), "revision": instance.revision}
+
+
+def _event_json(event) -> dict[str, Any]:
+    return {"seq": event.seq, "at": _iso(event.at), "actor": event.actor, "kind": event.kind,
+            "task": event.task_id, "data": event.data}
+
+
+def _event_summary(event) -> str:
+    data = event.data
+    if event.kind == "task_created":
+        return f"{data['title']} → {data['department']}" + (" (head)" if data.get("role") else "")
+    if event.kind in ("task_completed", "instance_started"):
+        return ", ".join(f"{k}={v}" for k, v in (data.get("data") or {}).items())
+    if event.kind == "step_completed":
+        nxt = f" → {', '.join(data['next'])}" if data.get("next") else ""
+        return f"{data.get('name') or data['step']}{nxt}"
+    return ", ".join(f"{k}={v}" for k, v in data.items() if k != "data")
+
+
+def print_history(instance_id: int, events: list) -> None:
+    """Render an instance's history as a table."""
+    _table(f"History of instance {instance_id}", ["#", "time", "actor", "event", "task", "details"],
+           [[e.seq, _time(e.at), e.actor, e.kind, e.task_id, _event_summary(e)] for e in events])
+
+
+# --- commands --------------------------------------------------------------------------------
+
+@main.group()
+def org() -> None:
+    """The organisation: departments, their heads and members."""
+
+
+@org.command("load")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@pass_ctx
+def org_load(ctx: Context, file: Path) -> None:
+    """Load an organisation file (org.yaml); it is in force from now on."""
+    actor = ctx.actor_name or engine.SYSTEM_ACTOR
+    loaded = ctx.run(lambda s: engine.load_organisation(s, file, actor, ctx.now))
+    click.echo(f"Loaded {len(loaded.departments)} departments and {len(loaded.users)} users from {file}.")
+
+
+@org.command("show")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def org_show(ctx: Context, as_json: bool) -> None:
+    """List the departments with their heads and members."""
+    current = ctx.run(engine.organisation)
+    if as_json:
+        _echo_json(current.to_dict())
+        return
+    _table("Departments", ["key", "name", "head", "members"],
+           [[d.key, d.label, d.head, ", ".join(d.members)] for d in current.departments.values()])
+
+
+def _deploy_paths(paths: tuple[Path, ...]) -> list[Path]:
+    chosen = list(paths) or [Path("processes") if Path("processes").is_dir() else shipped("processes")]
+    files: list[Path] = []
+    for path in chosen:
+        if path.is_dir():
+            files.extend(sorted(p for p in path.iterdir() if p.suffix in (".bpmn", ".dmn")))
+        else:
+            files.append(path)
+    if not files:
+        raise click.UsageError(f"no .bpmn or .dmn files in {', '.join(map(str, chosen))}")
+    return files
+
+
+@main.command()
+@click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
+@click.option("--forms", "forms_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder of form files (default: the 'forms' folder beside the processes folder).")
+@pass_ctx
+def deploy(ctx: Context, paths: tuple[Path, ...], forms_dir: Path | None) -> None:
+    """Check and deploy BPMN/DMN files or folders (default: ./processes, else the shipped ones).
+
+    Each process whose content changed becomes its next version; unchanged ones are left as they are.
+    """
+    files = _deploy_paths(paths)
+    folder = files[0].parent
+    forms_dir = forms_dir or folder.parent / "forms"
+    settings = folder / "settings.yaml"
+    results = ctx.run(lambda s: engine.deploy(s, files, forms_dir, ctx.actor, ctx.now, settings_file=settings))
+    for r in results:
+        what = "deployed as version" if r.created else "unchanged, still version"
+        click.echo(f"{r.process_key}: {what} {r.version} ({r.content_hash[:12]})")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def definitions(ctx: Context, as_json: bool) -> None:
+    """List deployed processes and their versions."""
+    rows = ctx.run(engine.store.list_definitions)
+    if as_json:
+        _echo_json([{"process": r.process_key, "version": r.version, "name": r.name, "hash": r.content_hash,
+                     "deployed_at": _iso(r.deployed_at), "deployed_by": r.deployed_by} for r in rows])
+        return
+    _table("Deployed processes", ["process", "version", "name", "deployed", "by", "hash"],
+           [[r.process_key, r.version, r.name, _time(r.deployed_at), r.deployed_by, r.content_hash[:12]]
+            for r in rows])
+
+
+@main.command()
+@click.argument("process")
+@click.option("--key", "business_key", help="Business key, e.g. the complaint number.")
+@click.option("--data", "data_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="JSON or YAML file of initial data.")
+@click.option("--set", "pairs", multiple=True, metavar="KEY=VALUE", help="Initial data item (repeatable).")
+@pass_ctx
+def start(ctx: Context, process: str, business_key: str | None, data_file: Path | None, pairs: tuple[str, ...]) -> None:
+    """Start an instance of PROCESS (its newest version)."""
+    data = _read_data(data_file, pairs, typed=True)
+
+    def work(session):
+        instance = engine.start(session, process, ctx.actor, ctx.now, data=data, business_key=business_key)
+        return instance, engine.store.tasks_of_instance(session, instance.id, engine.ACTIVE_TASK)
+
+    instance, open_tasks = ctx.run(work)
+    click.echo(f"Started instance {instance.id} of {process} (version {instance.definition.version}).")
+    for task in open_tasks:
+        click.echo(f"  task {task.id}: {task.title} → {task.department}")
+
+
+@main.command()
+@click.option("--department", help="Only this department's tasks (one you belong to).")
+@click.option("--mine", is_flag=True, help="Only tasks you have claimed.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def tasks(ctx: Context, department: str | None, mine: bool, as_json: bool) -> None:
+    """Your inbox: open and claimed tasks of your departments, oldest due first."""
+    actor = ctx.actor
+
+    def work(session):
+        departments = engine.visible_departments(session, actor, department)
+        return engine.store.inbox(session, departments, engine.ACTIVE_TASK, assignee=actor if mine else None)
+
+    rows = ctx.run(work)
+    if as_json:
+        _echo_json([_task_json(t) for t in rows])
+        return
+    _table(f"Tasks for {actor}", ["id", "task", "department", "instance", "key", "status", "assignee", "since"],
+           [[t.id, t.title, t.department + (" (head)" if t.role else ""), t.instance_id, t.instance.business_key,
+             t.status, t.assignee, _time(t.created_at)] for t in rows])
+
+
+@main.command("task")
+@click.argument("task_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--lang", type=click.Choice(["en", "zh"]), default="en", show_default=True, help="Label language.")
+@pass_ctx
+def show_task(ctx: Context, task_id: int, as_json: bool, lang: str) -> None:
+    """Show a task: its instance, the data so far, and the form to fill."""
+    view = ctx.run(lambda s: engine.describe_task(s, task_id))
+    task, form = view.task, view.form
+    if as_json:
+        _echo_json({**_task_json(task), "context": view.data, "form_schema": form.json_schema()})
+        return
+    click.echo(f"Task {task.id}: {task.title}  [{task.status}]")
+    click.echo(f"Instance {task.instance_id} ({task.instance.process_key}"
+               + (f", key {task.instance.business_key}" if task.instance.business_key else "") + ")")
+    click.echo(f"Department: {task.department}" + (" — needs the head" if task.role else "")
+               + (f"; claimed by {task.assignee}" if task.assignee else ""))
+    if view.data:
+        _table("Data so far", ["field", "value"], [[k, v] for k, v in view.data.items()])
+    rows = []
+    for f in form.fields:
+        detail = ", ".join(c.value for c in f.choices) if f.choices else f.type
+        rows.append([f.name, f.label.get(lang) or f.label.get("en", ""), "yes" if f.required else "", detail,
+                     f.help.get(lang) or f.help.get("en", "")])
+    _table(f"Form {form.key}: {form.title.get(lang) or form.title.get('en', '')}",
+           ["field", "label", "required", "type / choices", "help"], rows)
+    click.echo(f"Complete it with: qproc complete {task.id} --set FIELD=VALUE ...")
+
+
+@main.command()
+@click.argument("task_id", type=int)
+@pass_ctx
+def claim(ctx: Context, task_id: int) -> None:
+    """Claim a task of your department."""
+    task = ctx.run(lambda s: engine.claim(s, task_id, ctx.actor, ctx.now))
+    click.echo(f"Task {task.id} '{task.title}' is claimed by {task.assignee}.")
+
+
+@main.command()
+@click.argument("task_id", type=int)
+@pass_ctx
+def unclaim(ctx: Context, task_id: int) -> None:
+    """Put a claimed task back into its department's inbox."""
+    task = ctx.run(lambda s: engine.unclaim(s, task_id, ctx.actor, ctx.now))
+    click.echo(f"Task {task.id} '{task.title}' is back in the {task.department} inbox.")
+
+
+@main.command()
+@click.argument("task_id", type=int)
+@click.option("--data", "data_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="JSON or YAML file with the form's fields.")
+@click.option("--set", "pairs", multiple=True, metavar="FIELD=VALUE", help="A form field (repeatable).")
+@pass_ctx
+def complete(ctx: Context, task_id: int, data_file: Path | None, pairs: tuple[str, ...]) -> None:
+    """Submit a task's form and move the procedure on."""
+    data = _read_data(data_file, pairs, typed=False)
+
+    def work(session):
+        task = engine.complete(session, task_id, ctx.actor, ctx.now, data)
+        return task, engine.store.tasks_of_instance(session, task.instance_id, engine.ACTIVE_TASK)
+
+    task, open_tasks = ctx.run(work)
+    click.echo(f"Completed task {task.id} '{task.title}'.")
+    if task.instance.status != "running":
+        click.echo(f"Instance {task.instance_id} is {task.instance.status}.")
+    for t in open_tasks:
+        click.echo(f"  next: task {t.id}: {t.title} → {t.department}")
+
+
+@main.command()
+@click.argument("instance_id", type=int)
+@click.option("--reason", required=True, help="Why the instance is stopped (recorded).")
+@pass_ctx
+def cancel(ctx: Context, instance_id: int, reason: str) -> None:
+    """Cancel a running instance and withdraw its open tasks."""
+    ctx.run(lambda s: engine.cancel(s, instance_id, ctx.actor, ctx.now, reason))
+    click.echo(f"Instance {instance_id} is cancelled.")
+
+
+@main.command()
+@click.option("--status", type=click.Choice([s.value for s in engine.InstanceStatus]), help="Only this status.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def instances(ctx: Context, status: str | None, as_json: bool) -> None:
+    """List instances, newest first."""
+    rows = ctx.run(lambda s: engine.store.list_instances(s, status))
+    if as_json:
+        _echo_json([_instance_json(i) for i in rows])
+        return
+    _table("Instances", ["id", "process", "v", "key", "status", "started by", "started", "ended"],
+           [[i.id, i.process_key, i.definition.version, i.business_key, i.status, i.started_by,
+             _time(i.started_at), _time(i.ended_at)] for i in rows])
+
+
+@main.command()
+@click.argument("instance_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def show(ctx: Context, instance_id: int, as_json: bool) -> None:
+    """Show an instance: status, open tasks and current data."""
+    def work(session):
+        instance = engine.store.get_instance(session, instance_id)
+        return instance, engine.store.tasks_of_instance(session, instance_id), engine.instance_data(instance)
+
+    instance, all_tasks, data = ctx.run(work)
+    if as_json:
+        _echo_json({**_instance_json(instance), "tasks": [_task_json(t) for t in all_tasks], "data": data})
+        return
+    click.echo(f"Instance {instance.id}: {instance.definition.name} v{instance.definition.version}"
+               + (f", key {instance.business_key}" if instance.business_key else "") + f"  [{instance.status}]")
+    click.echo(f"Started by {instance.started_by} at {_time(instance.started_at)}"
+               + (f"; ended {_time(instance.ended_at)}" if instance.ended_at else ""))
+    _table("Tasks", ["id", "task", "department", "status", "assignee / by", "created", "completed"],
+           [[t.id, t.title, t.department, t.status, t.completed_by or t.assignee, _time(t.created_at),
+             _time(t.completed_at)] for t in all_tasks])
+    _table("Data", ["field", "value"], [[k, v] for k, v in data.items()])
+
+
+@main.command()
+@click.argument("instance_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def history(ctx: Context, instance_id: int, as_json: bool) -> None:
+    """The full history of an instance: every step, who, when, with which data."""
+    def work(session):
+        engine.store.get_instance(session, instance_id)
+        return engine.history(session, instance_id)
+
+    events = ctx.run(work)
+    if as_json:
+        _echo_json([_event_json(e) for e in events])
+        return
+    print_history(instance_id, events)
+
+
+@main.command()
+@pass_ctx
+def demo(ctx: Context) -> None:
+    """Set up a database with the shipped organisation and procedures and run three sample complaints."""
+    try:
+        click.echo(engine.demo.prepare(ctx.db, shipped("org.yaml"), shipped("processes"), ctx.now))
+        instance_ids = [engine.demo.run_scenario(ctx.db, scenario, ctx.now) for scenario in engine.demo.SCENARIOS]
+    except EngineError as err:
+        raise click.ClickException(str(err)) from None
+    for scenario, instance_id in zip(engine.demo.SCENARIOS, instance_ids):
+        events = ctx.run(lambda s, i=instance_id: engine.history(s, i))
+        click.echo(f"\n{scenario.title}: instance {instance_id}")
+        print_history(instance_id, events)
+
+
+if __name__ == "__main__":
+    main()

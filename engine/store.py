@@ -1,0 +1,341 @@
+"""Storage: the SQLAlchemy tables, the database handle, and every query the engine makes.
+
+Writes take a :class:`Session` and never commit: the caller owns the transaction, and
+:meth:`Database.run` gives each command exactly one (retried when an optimistic-lock conflict
+shows another writer changed the same instance in between). SQLite is the embedded default
+(WAL, foreign keys on, ``BEGIN IMMEDIATE`` so writers queue instead of failing); any SQLAlchemy
+URL works, PostgreSQL through psycopg 3.
+"""
+
+import json
+import os
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any, TypeVar
+
+from sqlalchemy import (JSON, DateTime, ForeignKey, Index, Integer, String, Text, TypeDecorator,
+                        UniqueConstraint, create_engine, event, func, select)
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
+from sqlalchemy.orm.exc import StaleDataError
+
+from .errors import ConcurrentUpdate, NotFound
+
+DEFAULT_URL = "sqlite:///qproc.db"
+T = TypeVar("T")
+
+
+class UTCDateTime(TypeDecorator):
+    """Timestamps stored as naive UTC and always handed back timezone-aware (SQLite keeps no zone)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: the engine works in aware UTC times")
+        return value.astimezone(timezone.utc).replace(tzinfo=None)
+
+    def process_result_value(self, value, dialect):
+        return value.replace(tzinfo=timezone.utc) if value is not None else None
+
+
+class Base(DeclarativeBase):
+    """Declarative base of qproc's tables."""
+
+
+class DefinitionRow(Base):
+    """A deployed process version: immutable once written; its content hash identifies its behaviour."""
+
+    __tablename__ = "definitions"
+    __table_args__ = (UniqueConstraint("process_key", "version"), UniqueConstraint("process_key", "content_hash"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    process_key: Mapped[str] = mapped_column(String(200), index=True)
+    version: Mapped[int]
+    name: Mapped[str] = mapped_column(String(500))
+    content_hash: Mapped[str] = mapped_column(String(64))
+    manifest: Mapped[dict] = mapped_column(JSON)
+    artifacts: Mapped[dict] = mapped_column(JSON)
+    deployed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    deployed_by: Mapped[str] = mapped_column(String(200))
+
+
+class InstanceRow(Base):
+    """One run of a deployed definition; ``state`` is its workflow snapshot without the spec."""
+
+    __tablename__ = "instances"
+    __table_args__ = (UniqueConstraint("process_key", "business_key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    definition_id: Mapped[int] = mapped_column(ForeignKey("definitions.id"), index=True)
+    process_key: Mapped[str] = mapped_column(String(200))
+    business_key: Mapped[str | None] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(20), index=True)
+    state: Mapped[str] = mapped_column(Text)
+    revision: Mapped[int] = mapped_column(Integer, nullable=False)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    started_by: Mapped[str] = mapped_column(String(200))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_seq: Mapped[int] = mapped_column(Integer, default=0)
+    last_hash: Mapped[str] = mapped_column(String(64), default="")
+
+    definition: Mapped[DefinitionRow] = relationship(lazy="joined")
+
+    __mapper_args__ = {"version_id_col": revision}
+
+
+class TaskRow(Base):
+    """A human task: a user task of an instance, routed to a department, from creation to completion."""
+
+    __tablename__ = "tasks"
+    __table_args__ = (Index("ix_tasks_department_status", "department", "status"),
+                      Index("ix_tasks_instance_status", "instance_id", "status"),
+                      Index("ix_tasks_assignee_status", "assignee", "status"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    instance_id: Mapped[int] = mapped_column(ForeignKey("instances.id"))
+    spiff_id: Mapped[str] = mapped_column(String(36))
+    process: Mapped[str] = mapped_column(String(200))
+    name: Mapped[str] = mapped_column(String(200))
+    title: Mapped[str] = mapped_column(String(500))
+    department: Mapped[str] = mapped_column(String(100))
+    role: Mapped[str | None] = mapped_column(String(50))
+    form_key: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(20))
+    assignee: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    completed_by: Mapped[str | None] = mapped_column(String(200))
+    data: Mapped[dict | None] = mapped_column(JSON)
+
+    instance: Mapped[InstanceRow] = relationship(lazy="joined")
+
+
+class EventRow(Base):
+    """One history event. Rows are only ever inserted; ``hash`` chains each to its predecessor."""
+
+    __tablename__ = "events"
+    __table_args__ = (UniqueConstraint("instance_id", "seq"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    instance_id: Mapped[int | None] = mapped_column(ForeignKey("instances.id"))
+    seq: Mapped[int]
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    actor: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(50))
+    task_id: Mapped[int | None]
+    definition_hash: Mapped[str | None] = mapped_column(String(64))
+    data: Mapped[dict] = mapped_column(JSON)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class OrganisationRow(Base):
+    """A loaded organisation file; the newest row is the one in force."""
+
+    __tablename__ = "organisations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    loaded_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    loaded_by: Mapped[str] = mapped_column(String(200))
+    content: Mapped[dict] = mapped_column(JSON)
+
+
+def _json_dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+class Database:
+    """A database URL opened for qproc: engine, session factory, schema, one transaction per command."""
+
+    def __init__(self, url: str | None = None):
+        self.url = url or os.environ.get("QPROC_DB") or DEFAULT_URL
+        self.engine = _make_engine(self.url)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    def create_schema(self) -> None:
+        """Create any missing tables (an existing database keeps its data)."""
+        Base.metadata.create_all(self.engine)
+
+    def run(self, work: Callable[[Session], T], retries: int = 3) -> T:
+        """Run ``work(session)`` in one transaction and commit; roll back everything if it raises.
+
+        When another writer changed the same instance meanwhile (optimistic lock), the whole
+        command is retried from a fresh read up to ``retries`` times, then ConcurrentUpdate is raised.
+        """
+        for _ in range(retries + 1):
+            try:
+                with self._sessions() as session, session.begin():
+                    return work(session)
+            except StaleDataError:
+                continue
+        raise ConcurrentUpdate("the instance was changed by someone else meanwhile; reload and try again")
+
+    def dispose(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
+
+
+def _make_engine(url: str) -> Engine:
+    if not url.startswith("sqlite"):
+        return create_engine(url, json_serializer=_json_dumps)
+    engine = create_engine(url, json_serializer=_json_dumps, connect_args={"timeout": 30})
+
+    @event.listens_for(engine, "connect")
+    def _sqlite_pragmas(dbapi_connection, _record):
+        dbapi_connection.isolation_level = None  # let the "begin" hook below issue BEGIN itself
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA synchronous={os.environ.get('QPROC_SQLITE_SYNCHRONOUS', 'NORMAL')}")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin_immediate(conn):
+        # Take the write lock up front: two deferred transactions that both read then write would
+        # otherwise fail with "database is locked" instead of waiting their turn.
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+# --- definitions -----------------------------------------------------------------------------
+
+def add_definition(session: Session, row: DefinitionRow) -> DefinitionRow:
+    """Insert a new definition version."""
+    session.add(row)
+    session.flush()
+    return row
+
+
+def find_definition_by_hash(session: Session, process_key: str, content_hash: str) -> DefinitionRow | None:
+    """The deployed version of a process with exactly this content, if any."""
+    return session.scalars(select(DefinitionRow).where(DefinitionRow.process_key == process_key,
+                                                       DefinitionRow.content_hash == content_hash)).first()
+
+
+def latest_version_number(session: Session, process_key: str) -> int:
+    """The highest deployed version number of a process, 0 when none."""
+    return session.scalar(select(func.max(DefinitionRow.version)).where(DefinitionRow.process_key == process_key)) or 0
+
+
+def latest_definition(session: Session, process_key: str) -> DefinitionRow:
+    """The newest deployed version of a process; NotFound lists what is deployed."""
+    row = session.scalars(select(DefinitionRow).where(DefinitionRow.process_key == process_key)
+                          .order_by(DefinitionRow.version.desc()).limit(1)).first()
+    if row is None:
+        known = session.scalars(select(DefinitionRow.process_key).distinct()).all()
+        hint = f"deployed: {', '.join(sorted(known))}" if known else "nothing is deployed yet: run qproc deploy"
+        raise NotFound(f"no such process: '{process_key}' ({hint})")
+    return row
+
+
+def list_definitions(session: Session) -> list[DefinitionRow]:
+    """Every deployed version, by process then version."""
+    return list(session.scalars(select(DefinitionRow).order_by(DefinitionRow.process_key, DefinitionRow.version)))
+
+
+# --- instances -------------------------------------------------------------------------------
+
+def add_instance(session: Session, row: InstanceRow) -> InstanceRow:
+    """Insert a new instance and give it its id."""
+    session.add(row)
+    session.flush()
+    return row
+
+
+def get_instance(session: Session, instance_id: int) -> InstanceRow:
+    """The instance with this id; raises NotFound naming it."""
+    row = session.get(InstanceRow, instance_id)
+    if row is None:
+        raise NotFound(f"no such instance: {instance_id}")
+    return row
+
+
+def find_instance_by_key(session: Session, process_key: str, business_key: str) -> InstanceRow | None:
+    """The instance of a process carrying this business key, if any."""
+    return session.scalars(select(InstanceRow).where(InstanceRow.process_key == process_key,
+                                                     InstanceRow.business_key == business_key)).first()
+
+
+def list_instances(session: Session, status: str | None = None, limit: int = 500) -> list[InstanceRow]:
+    """Instances, newest first, optionally of one status."""
+    query = select(InstanceRow).order_by(InstanceRow.id.desc()).limit(limit)
+    if status:
+        query = query.where(InstanceRow.status == status)
+    return list(session.scalars(query))
+
+
+# --- tasks -----------------------------------------------------------------------------------
+
+def add_task(session: Session, row: TaskRow) -> TaskRow:
+    """Insert a new human task and give it its id."""
+    session.add(row)
+    session.flush()
+    return row
+
+
+def get_task(session: Session, task_id: int) -> TaskRow:
+    """The human task with this id; raises NotFound naming it."""
+    row = session.get(TaskRow, task_id)
+    if row is None:
+        raise NotFound(f"no such task: {task_id}")
+    return row
+
+
+def tasks_of_instance(session: Session, instance_id: int, statuses: tuple[str, ...] | None = None) -> list[TaskRow]:
+    """An instance's human tasks in creation order, optionally only those in the given statuses."""
+    query = select(TaskRow).where(TaskRow.instance_id == instance_id).order_by(TaskRow.id)
+    if statuses:
+        query = query.where(TaskRow.status.in_(statuses))
+    return list(session.scalars(query))
+
+
+def inbox(session: Session, departments: list[str], statuses: tuple[str, ...], assignee: str | None = None,
+          limit: int = 500) -> list[TaskRow]:
+    """Tasks of the given departments in the given statuses (optionally one assignee's), oldest due first."""
+    query = (select(TaskRow).where(TaskRow.department.in_(departments), TaskRow.status.in_(statuses))
+             .order_by(TaskRow.due_at.is_(None), TaskRow.due_at, TaskRow.id).limit(limit))
+    if assignee is not None:
+        query = query.where(TaskRow.assignee == assignee)
+    return list(session.scalars(query))
+
+
+# --- events ----------------------------------------------------------------------------------
+
+def add_event(session: Session, row: EventRow) -> EventRow:
+    """Append a history event (the only write the events table ever sees)."""
+    session.add(row)
+    return row
+
+
+def last_system_event(session: Session) -> EventRow | None:
+    """The newest event that belongs to no instance (deployments, organisation loads)."""
+    return session.scalars(select(EventRow).where(EventRow.instance_id.is_(None))
+                           .order_by(EventRow.seq.desc()).limit(1)).first()
+
+
+def events_of(session: Session, instance_id: int | None) -> list[EventRow]:
+    """An instance's events in order (``None``: the system events)."""
+    query = select(EventRow).order_by(EventRow.seq)
+    query = query.where(EventRow.instance_id.is_(None) if instance_id is None else EventRow.instance_id == instance_id)
+    return list(session.scalars(query))
+
+
+# --- organisation ----------------------------------------------------------------------------
+
+def add_organisation(session: Session, row: OrganisationRow) -> OrganisationRow:
+    """Store a newly loaded organisation; it is in force from now on."""
+    session.add(row)
+    session.flush()
+    return row
+
+
+def current_organisation(session: Session) -> OrganisationRow | None:
+    """The organisation in force (the newest loaded), or None before the first load."""
+    return session.scalars(select(OrganisationRow).order_by(OrganisationRow.id.desc()).limit(1)).first()
