@@ -222,12 +222,12 @@ class Form:
         return jsonschema.Draft202012Validator(self.json_schema(), format_checker=_FORMATS)
 
     def coerce(self, data: dict[str, Any]) -> dict[str, Any]:
-        """Convert string values to each field's type and drop empty optional strings; unknown keys are kept."""
+        """Convert string values to each field's type; a blank string counts as not given. Unknown keys are kept."""
         by_name = {f.name: f for f in self.fields}
         out = {}
         for key, value in data.items():
             spec = by_name.get(key)
-            if isinstance(value, str) and not value.strip() and (spec is None or not spec.required):
+            if isinstance(value, str) and not value.strip():
                 continue
             out[key] = spec.coerce(value) if spec else value
         return out

@@ -1,0 +1,72 @@
+"""Shared fixtures: a real SQLite database per test, the shipped organisation, deployed fixtures."""
+
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from sqlalchemy import inspect, text
+
+from engine import runtime
+from engine.store import Database
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parent
+T0 = datetime(2026, 11, 2, 9, 0, tzinfo=timezone.utc)
+ORG_FILE = ROOT / "org.yaml"
+
+
+@pytest.fixture
+def db(tmp_path):
+    """A fresh SQLite database file with the schema created."""
+    database = Database(f"sqlite:///{tmp_path / 'qproc.db'}")
+    database.create_schema()
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def org_db(db):
+    """The database with the shipped organisation loaded."""
+    db.run(lambda s: runtime.load_organisation(s, ORG_FILE, "admin", T0))
+    return db
+
+
+def deploy_fixture(db, name: str, text_replacements: dict[str, str] | None = None, tmp_path: Path | None = None):
+    """Deploy tests/processes/<name>.bpmn (optionally edited into tmp_path first) with tests/forms."""
+    path = FIXTURES / "processes" / f"{name}.bpmn"
+    if text_replacements:
+        content = path.read_text(encoding="utf-8")
+        for old, new in text_replacements.items():
+            assert old in content, f"{old!r} not in {path.name}"
+            content = content.replace(old, new)
+        path = tmp_path / f"{name}.bpmn"
+        path.write_text(content, encoding="utf-8")
+    return db.run(lambda s: runtime.deploy(s, [path], FIXTURES / "forms", "qiang.li", T0))
+
+
+@pytest.fixture
+def gateway_db(org_db):
+    """The organisation plus the gateway_condition fixture process."""
+    deploy_fixture(org_db, "gateway_condition")
+    return org_db
+
+
+@pytest.fixture
+def complaint_db(org_db):
+    """The organisation plus the shipped customer complaint procedure."""
+    processes = ROOT / "processes"
+    org_db.run(lambda s: runtime.deploy(s, [processes / "customer_complaint.bpmn"], ROOT / "forms", "qiang.li", T0,
+                                        settings_file=processes / "settings.yaml"))
+    return org_db
+
+
+def at(minutes: int) -> datetime:
+    """A moment ``minutes`` after T0."""
+    return T0 + timedelta(minutes=minutes)
+
+
+def fingerprint(db: Database) -> dict[str, list]:
+    """Every row of every table, to prove a refused command changed nothing."""
+    with db.engine.connect() as conn:
+        return {table: [tuple(row) for row in conn.execute(text(f"SELECT * FROM {table} ORDER BY 1"))]
+                for table in inspect(conn).get_table_names()}

@@ -1,0 +1,129 @@
+"""The qproc command as a user meets it: CliRunner on a real SQLite file, exit codes and printed lines."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from cli import main
+from conftest import ORG_FILE, ROOT, fingerprint
+from engine.store import Database
+
+
+@pytest.fixture
+def qproc(tmp_path, monkeypatch):
+    """Run qproc in an empty folder against its own database; returns (exit_code, output)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("QPROC_USER", raising=False)
+    url = f"sqlite:///{tmp_path / 'q.db'}"
+    runner = CliRunner()
+
+    def run(*args, user=None, now="2026-11-02T09:00:00+08:00"):
+        prefix = ["--db", url, "--now", now] + (["--as", user] if user else [])
+        result = runner.invoke(main, prefix + list(args), catch_exceptions=False)
+        return result.exit_code, result.output
+
+    run.url = url
+    return run
+
+
+@pytest.fixture
+def deployed(qproc):
+    assert qproc("org", "load", str(ORG_FILE))[0] == 0
+    code, out = qproc("deploy", str(ROOT / "processes"), user="qiang.li")
+    assert code == 0, out
+    return qproc
+
+
+def _quality_intake(qproc):
+    code, out = qproc("start", "customer_complaint", "--key", "CC-001", user="li.zhou")
+    assert code == 0, out
+    intake = json.loads(qproc("tasks", "--json", user="li.zhou")[1])[0]
+    data = ["--set", "customer=Hangzhou Motors", "--set", "contact=Zhao", "--set", "product_model=QX-200",
+            "--set", "channel=email", "--set", "description=E07 trips", "--set", "complaint_type=quality"]
+    code, out = qproc("complete", str(intake["id"]), *data, user="li.zhou")
+    assert code == 0, out
+    approval = json.loads(qproc("tasks", "--json", user="jian.tang")[1])[0]
+    assert qproc("complete", str(approval["id"]), "--set", "proceed=proceed", user="jian.tang")[0] == 0
+
+
+def test_deploy_reports_the_version(deployed):
+    code, out = deployed("deploy", str(ROOT / "processes"), user="qiang.li")
+    assert code == 0 and "customer_complaint: unchanged, still version 1" in out
+
+
+def test_review_task_is_in_quality_inbox_and_not_in_sales(deployed):
+    _quality_intake(deployed)
+    quality = json.loads(deployed("tasks", "--json", user="mei.wang")[1])
+    sales = json.loads(deployed("tasks", "--json", user="li.zhou")[1])
+    assert [(t["task"], t["department"], t["business_key"]) for t in quality] == [("quality_review", "quality", "CC-001")]
+    assert sales == []
+
+
+def test_sales_user_completing_quality_review_is_refused_naming_the_department(deployed):
+    _quality_intake(deployed)
+    [review] = json.loads(deployed("tasks", "--json", user="mei.wang")[1])
+    before = fingerprint(Database(deployed.url))
+    code, out = deployed("complete", str(review["id"]), "--set", "facts_verified=yes", user="li.zhou")
+    assert code == 1
+    assert "belongs to department 'quality' (Quality 质量部); 'li.zhou' is not a member of it" in out
+    assert fingerprint(Database(deployed.url)) == before
+
+
+def test_invalid_form_data_is_refused_naming_each_field(deployed):
+    _quality_intake(deployed)
+    [review] = json.loads(deployed("tasks", "--json", user="mei.wang")[1])
+    code, out = deployed("complete", str(review["id"]), "--set", "facts_verified=perhaps",
+                         "--set", "responsibility=theirs", user="mei.wang")
+    assert code == 1
+    assert "facts_verified: must be yes or no" in out
+    assert "nonconformity: is required" in out
+    assert "responsibility: must be one of: ours, not_ours" in out
+
+
+def test_acting_without_a_user_is_a_usage_error(deployed):
+    code, out = deployed("tasks")
+    assert code == 2 and "--as USER" in out
+
+
+def test_task_shows_form_fields_and_data_so_far(deployed):
+    _quality_intake(deployed)
+    [review] = json.loads(deployed("tasks", "--json", user="mei.wang")[1])
+    code, out = deployed("task", str(review["id"]), "--lang", "zh", user="mei.wang")
+    assert code == 0
+    assert "Review complaint 质量评审" in out and "responsibility" in out and "Hangzhou Motors" in out
+    detail = json.loads(deployed("task", str(review["id"]), "--json", user="mei.wang")[1])
+    assert "facts_verified" in detail["form_schema"]["required"]
+
+
+def test_history_lists_steps_with_actor_time_and_data(deployed):
+    _quality_intake(deployed)
+    events = json.loads(deployed("history", "1", "--json")[1])
+    completed = [e for e in events if e["kind"] == "task_completed"]
+    assert completed[0]["actor"] == "li.zhou" and completed[0]["at"] == "2026-11-02T01:00:00+00:00"
+    assert completed[0]["data"]["data"]["customer"] == "Hangzhou Motors"
+    code, out = deployed("history", "1")
+    assert code == 0 and "jian.tang" in out and "task_completed" in out
+
+
+def test_unknown_instance_is_refused(deployed):
+    code, out = deployed("show", "42")
+    assert code == 1 and "no such instance: 42" in out
+
+
+def test_claim_then_another_member_cannot_complete(deployed):
+    _quality_intake(deployed)
+    [review] = json.loads(deployed("tasks", "--json", user="mei.wang")[1])
+    assert deployed("claim", str(review["id"]), user="mei.wang") == (0, f"Task {review['id']} 'Review complaint 质量评审' is claimed by mei.wang.\n")
+    mine = json.loads(deployed("tasks", "--mine", "--json", user="mei.wang")[1])
+    assert [t["id"] for t in mine] == [review["id"]]
+    code, out = deployed("complete", str(review["id"]), "--set", "facts_verified=yes", user="lei.liu")
+    assert code == 1 and "claimed by mei.wang" in out
+
+
+def test_demo_runs_three_complaints_and_prints_their_histories(qproc):
+    code, out = qproc("demo")
+    assert code == 0, out
+    assert out.count("History of instance") == 3
+    listed = json.loads(qproc("instances", "--json")[1])
+    assert [i["status"] for i in listed] == ["completed"] * 3
