@@ -276,6 +276,9 @@ def tasks(ctx: Context, department: str | None, mine: bool, as_json: bool) -> No
     if as_json:
         _echo_json([_task_json(t) for t in rows])
         return
+    if not rows:
+        click.echo(f"No open tasks for {actor}" + (f" in {department}." if department else "."))
+        return
     _table(f"Tasks for {actor}", ["id", "task", "department", "instance", "key", "status", "assignee", "since"],
            [[t.id, t.title, t.department + (" (head)" if t.role else ""), t.instance_id, t.instance.business_key,
              t.status, t.assignee, _time(t.created_at)] for t in rows])
