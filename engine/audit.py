@@ -3,20 +3,27 @@
 Every state change the engine makes is recorded here as an event in the same transaction as the
 change. Each instance has its own chain (events that belong to no instance, such as deployments,
 form the system chain): an event's ``hash`` is SHA-256 over the canonical JSON of its content and
-the previous event's hash, so a changed, removed, inserted or reordered event breaks the chain.
+the previous event's hash, so a changed, removed, inserted or reordered event breaks the chain,
+and the instance row's head (``last_seq``/``last_hash``) shows events removed from the end.
+:func:`verify` checks all of it; :func:`run` keeps the refusals the history must show.
 """
 
 import hashlib
+import itertools
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from enum import Enum
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session
 
-from . import store
-from .store import EventRow, InstanceRow
+from . import definitions, store
+from .errors import Refusal
+from .store import Database, EventRow, InstanceRow
+
+T = TypeVar("T")
 
 GENESIS = "0" * 64
 
@@ -35,11 +42,20 @@ class EventKind(str, Enum):
     STEP_COMPLETED = "step_completed"
     INSTANCE_COMPLETED = "instance_completed"
     INSTANCE_CANCELLED = "instance_cancelled"
+    TASK_SIGNED = "task_signed"          # an electronic signature bound to the task_completed event it signs
+    DATA_CORRECTED = "data_corrected"    # submitted data corrected: old and new values, and why
+    ACTION_REFUSED = "action_refused"    # a claim or completion refused by a rule the history must show
+    PASSWORD_SET = "password_set"        # a user set their signature password (system chain; no secret)
 
 
 def canonical(value: Any) -> str:
     """The canonical JSON encoding hashed for each event: sorted keys, no spaces, UTF-8 kept."""
     return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def digest(value: Any) -> str:
+    """SHA-256 of a value's canonical JSON: what a signature binds to the exact data signed."""
+    return hashlib.sha256(canonical(value).encode("utf-8")).hexdigest()
 
 
 def event_hash(row: EventRow) -> str:
@@ -92,3 +108,152 @@ def history(session: Session, instance_id: int | None) -> list[Event]:
     """An instance's events in order (``None``: the system events)."""
     return [Event(seq=r.seq, at=r.at, actor=r.actor, kind=r.kind, task_id=r.task_id, data=r.data, hash=r.hash)
             for r in store.events_of(session, instance_id)]
+
+
+def run(db: Database, work: Callable[[Session], T]) -> T:
+    """Run one command in one transaction; a :class:`Refusal` is then recorded in a transaction of its own.
+
+    The refused command rolls back entirely, so it changes nothing; the refusal must still be
+    kept, and it cannot ride in the rolled-back transaction, so it is appended afterwards as an
+    ``action_refused`` event on the instance's chain. The Refusal is raised again for the caller.
+    """
+    try:
+        return db.run(work)
+    except Refusal as refusal:
+        db.run(lambda session: record(session, EventKind.ACTION_REFUSED, refusal.actor, refusal.at,
+                                      instance=store.get_instance(session, refusal.instance_id),
+                                      task_id=refusal.task_id, data=refusal.details))
+        raise
+
+
+# --- verification ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Problem:
+    """The first bad event of a chain (``seq`` None: a problem with a stored definition)."""
+
+    instance_id: int | None
+    seq: int | None
+    what: str
+
+    def __str__(self) -> str:
+        chain = f"instance {self.instance_id}" if self.instance_id is not None else "system history"
+        return f"{chain}, event #{self.seq}: {self.what}" if self.seq is not None else f"{chain}: {self.what}"
+
+
+@dataclass(frozen=True)
+class Verification:
+    """What :func:`verify` checked and found; ``anchor`` digests every chain head, to note down and compare later."""
+
+    chains: int
+    events: int
+    problems: list[Problem]
+    anchor: str
+
+    @property
+    def ok(self) -> bool:
+        """True when no chain, signature or definition is broken."""
+        return not self.problems
+
+
+def verify(session: Session, instance_id: int | None = None) -> Verification:
+    """Check history chains: every hash, every link, the instance heads, signatures and stored definitions.
+
+    With ``instance_id`` only that instance's chain is checked; otherwise every instance's, the
+    system chain and every deployed definition. Each broken chain is reported by its first bad
+    event, saying whether it looks modified, deleted, inserted or reordered.
+    """
+    if instance_id is not None:
+        instance = store.get_instance(session, instance_id)
+        chains = {instance_id: store.events_of(session, instance_id)}
+        heads = {instance_id: (instance.last_seq, instance.last_hash)}
+    else:
+        heads = store.chain_heads(session)
+        chains = {key: [] for key in heads}
+        chains.update({key: list(rows) for key, rows in
+                       itertools.groupby(store.all_events(session), key=lambda r: r.instance_id)})
+    problems = []
+    for chain_id, rows in chains.items():
+        found = _check_chain(chain_id, rows, heads.get(chain_id)) or _check_signatures(chain_id, rows)
+        if found:
+            problems.append(found)
+    if instance_id is None:
+        problems.extend(_check_definitions(session, chains.get(None, [])))
+    system = chains.get(None) or []
+    anchor = digest({"system": system[-1].hash if system else GENESIS,
+                     "instances": {str(k): list(v) for k, v in sorted(heads.items())}})
+    return Verification(chains=len(chains), events=sum(map(len, chains.values())), problems=problems,
+                        anchor=anchor)
+
+
+def _check_chain(chain_id: int | None, rows: list[EventRow], head: tuple[int, str] | None) -> Problem | None:
+    """The first broken link of one chain; ``head`` is the instance row's (last_seq, last_hash)."""
+    previous, expected = GENESIS, 1
+    for row in rows:
+        if head is not None and row.seq > head[0]:
+            return Problem(chain_id, row.seq, f"{row.kind}: lies beyond the instance head #{head[0]} (inserted)")
+        if row.seq != expected:
+            return Problem(chain_id, expected, f"missing: the history jumps from #{expected - 1} to #{row.seq} "
+                                               f"(deleted)")
+        if event_hash(row) != row.hash:
+            moved = _recorded_position(row, len(rows) + 1)
+            if moved is not None:
+                return Problem(chain_id, row.seq, f"{row.kind}: this is event #{moved} moved here (reordered)")
+            return Problem(chain_id, row.seq, f"{row.kind}: its content no longer matches its hash (modified)")
+        if row.prev_hash != previous:
+            return Problem(chain_id, row.seq, f"{row.kind}: it does not follow event #{row.seq - 1} "
+                                              f"(inserted, or its predecessor was replaced)")
+        previous, expected = row.hash, expected + 1
+    if head is not None and expected - 1 < head[0]:
+        return Problem(chain_id, expected, f"missing: the instance head records {head[0]} events, the history "
+                                           f"ends at #{expected - 1} (deleted)")
+    if head is not None and head[0] and previous != head[1]:
+        return Problem(chain_id, head[0], "the last event is not the one the instance head records (replaced)")
+    return None
+
+
+def _recorded_position(row: EventRow, limit: int) -> int | None:
+    """The seq this event was recorded at, when its content is intact but it now sits elsewhere."""
+    stored = row.seq
+    try:
+        for seq in range(1, limit + 1):
+            row.seq = seq
+            if seq != stored and event_hash(row) == row.hash:
+                return seq
+        return None
+    finally:
+        row.seq = stored
+
+
+def _check_signatures(chain_id: int | None, rows: list[EventRow]) -> Problem | None:
+    """The first signature not bound to the record it claims: same instance, same task, that exact data."""
+    by_seq = {row.seq: row for row in rows}
+    for row in rows:
+        if row.kind != EventKind.TASK_SIGNED.value:
+            continue
+        bound = row.data.get("record", {})
+        target = by_seq.get(bound.get("event_seq"))
+        if (target is None or target.kind != EventKind.TASK_COMPLETED.value or target.hash != bound.get("event_hash")
+                or bound.get("instance") != chain_id or target.task_id != row.task_id
+                or bound.get("task_id") != row.task_id
+                or digest(target.data.get("data")) != row.data.get("data_sha256")):
+            return Problem(chain_id, row.seq, f"task_signed: the signature of {row.data.get('printed_name')} is "
+                                              f"not bound to task {row.task_id}'s completion in this instance "
+                                              f"(it claims instance {bound.get('instance')}, event "
+                                              f"#{bound.get('event_seq')})")
+    return None
+
+
+def _check_definitions(session: Session, system_rows: list[EventRow]) -> list[Problem]:
+    """Every deployed version still hashes to its content hash and has its deployment event."""
+    deployed = {(r.data.get("process"), r.definition_hash) for r in system_rows
+                if r.kind == EventKind.DEFINITION_DEPLOYED.value}
+    problems = []
+    for row in store.list_definitions(session):
+        label = f"definition {row.process_key} v{row.version}"
+        if definitions.content_hash(row.artifacts, row.manifest) != row.content_hash:
+            problems.append(Problem(None, None, f"{label}: its stored files no longer match its content hash "
+                                                f"{row.content_hash[:12]} (modified)"))
+        elif (row.process_key, row.content_hash) not in deployed:
+            problems.append(Problem(None, None, f"{label}: no deployment event records it (inserted)"))
+    return problems

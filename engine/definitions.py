@@ -27,6 +27,10 @@ from .forms import Form, load_form_file
 
 BPMN_NS = "http://www.omg.org/spec/BPMN/20100524/MODEL"
 ROLES = (HEAD_ROLE,)
+# What an electronic signature means (21 CFR 11.50): a task property ``signature`` names one of
+# these, or ``field:NAME`` to take it from the submitted boolean or choice field NAME.
+SIGNATURE_MEANINGS = ("approved", "rejected", "reviewed", "verified", "released")
+FIELD_MEANING = "field:"
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,8 @@ class UserTaskInfo:
     department: str
     role: str | None
     form: str
+    signature: str | None = None       # the meaning signed, or "field:NAME"; None: no signature
+    not_same_as: tuple[str, ...] = ()  # user tasks of the instance its actor must not have done
 
     @property
     def key(self) -> str:
@@ -61,9 +67,7 @@ class Definition:
     @property
     def content_hash(self) -> str:
         """SHA-256 over the pinned files and manifest: equal hashes mean identical behaviour."""
-        blob = json.dumps({"artifacts": self.artifacts, "manifest": self.manifest}, sort_keys=True,
-                          ensure_ascii=False, separators=(",", ":"))
-        return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+        return content_hash(self.artifacts, self.manifest)
 
     @property
     def settings(self) -> dict[str, Any]:
@@ -78,7 +82,20 @@ class Definition:
     def user_task(self, process: str, bpmn_id: str) -> UserTaskInfo:
         """Routing facts for a user task of this definition (or of a process it calls)."""
         raw = self.manifest["user_tasks"][f"{process}/{bpmn_id}"]
-        return UserTaskInfo(**raw)
+        return UserTaskInfo(**{**raw, "not_same_as": tuple(raw.get("not_same_as", ()))})
+
+    def conflicting_tasks(self, info: UserTaskInfo) -> set[str]:
+        """User tasks whose actor may not do ``info`` (separation of duties, declared on either task)."""
+        declared_against = {raw["bpmn_id"] for raw in self.manifest["user_tasks"].values()
+                            if info.bpmn_id in raw.get("not_same_as", ())}
+        return set(info.not_same_as) | declared_against
+
+
+def content_hash(artifacts: dict[str, str], manifest: dict[str, Any]) -> str:
+    """SHA-256 over a version's pinned files and manifest, as stored: recomputed to detect an altered version."""
+    blob = json.dumps({"artifacts": artifacts, "manifest": manifest}, sort_keys=True, ensure_ascii=False,
+                      separators=(",", ":"))
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
 def _parser(validate: bool) -> SpiffBpmnParser:
@@ -188,6 +205,7 @@ def _prepare_process(parser, process_key, file_of, sources, org, forms_dir, sett
     artifacts.update({name: text for name, text in sources.items() if name.startswith("dmn/")})
     user_tasks: dict[str, dict] = {}
     forms: dict[str, Form] = {}
+    placed: dict[str, tuple[str, int | None]] = {}
     for process_spec in (spec, *subprocess_specs.values()):
         lines = _source_lines(sources[file_of[process_spec.name]])
         for task_spec in process_spec.task_specs.values():
@@ -196,7 +214,10 @@ def _prepare_process(parser, process_key, file_of, sources, org, forms_dir, sett
             info = _user_task_info(process_spec, task_spec, org, file_of, lines)
             if info.form not in forms:
                 forms[info.form] = _find_form(forms_dir, info, file_of[process_spec.name], lines)
-            user_tasks[info.key] = info.__dict__
+            _check_signature(info, forms[info.form], file_of[process_spec.name], lines)
+            user_tasks[info.key] = {**info.__dict__, "not_same_as": list(info.not_same_as)}
+            placed[info.bpmn_id] = (file_of[process_spec.name], lines.get(info.bpmn_id))
+    _check_duties(user_tasks, placed)
     for form in forms.values():
         artifacts[f"forms/{form.key}.yaml"] = (forms_dir / f"{form.key}.yaml").read_text(encoding="utf-8")
     start_lane = next((t.lane for t in spec.task_specs.values() if type(t).__name__ == "StartEvent" and t.lane), None)
@@ -223,9 +244,34 @@ def _user_task_info(process_spec, task_spec, org, file_of, lines) -> UserTaskInf
     role = properties.get("role") or None
     if role is not None and role not in ROLES:
         raise DefinitionError(f"{label} asks for unknown role '{role}' (known: {', '.join(ROLES)})", file_name, line)
+    not_same_as = tuple(name.strip() for name in properties.get("not_same_as", "").split(",") if name.strip())
     return UserTaskInfo(process=process_spec.name, bpmn_id=task_spec.bpmn_id,
                         title=task_spec.bpmn_name or task_spec.bpmn_id,
-                        department=org.department_for_lane(task_spec.lane), role=role, form=form)
+                        department=org.department_for_lane(task_spec.lane), role=role, form=form,
+                        signature=properties.get("signature") or None, not_same_as=not_same_as)
+
+
+def _check_signature(info: UserTaskInfo, form: Form, file_name: str, lines: dict[str, int]) -> None:
+    """A ``signature`` property names a known meaning, or a boolean/choice field of the task's form."""
+    if info.signature is None or info.signature in SIGNATURE_MEANINGS:
+        return
+    field_name = info.signature.removeprefix(FIELD_MEANING)
+    fields = {f.name: f for f in form.fields if f.type in ("boolean", "choice")}
+    if not info.signature.startswith(FIELD_MEANING) or field_name not in fields:
+        raise DefinitionError(f"user task '{info.bpmn_id}' has signature '{info.signature}': give a meaning "
+                              f"({', '.join(SIGNATURE_MEANINGS)}) or field:NAME naming a boolean or choice field "
+                              f"of form '{form.key}' ({', '.join(fields) or 'it has none'})",
+                              file_name, lines.get(info.bpmn_id))
+
+
+def _check_duties(user_tasks: dict[str, dict], placed: dict[str, tuple[str, int | None]]) -> None:
+    """Every ``not_same_as`` names another user task of the same deployment."""
+    for raw in user_tasks.values():
+        for other in raw["not_same_as"]:
+            if other not in placed or other == raw["bpmn_id"]:
+                raise DefinitionError(f"user task '{raw['bpmn_id']}' has not_same_as '{other}', which is no other "
+                                      f"user task of this process (known: {', '.join(sorted(placed))})",
+                                      *placed[raw["bpmn_id"]])
 
 
 def _find_form(forms_dir: Path, info: UserTaskInfo, file_name: str, lines: dict[str, int]) -> Form:

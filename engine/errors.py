@@ -49,3 +49,20 @@ class ExpressionError(EngineError):
 
 class ConcurrentUpdate(EngineError):
     """The instance was changed by someone else between reading and writing it; reload and retry."""
+
+
+class Refusal(Forbidden):
+    """A refusal the history must keep (separation of duties, a failed signature).
+
+    The refused command's transaction is rolled back like any other, so the command changes
+    nothing; ``audit.run`` then appends one ``action_refused`` event to the instance's chain in a
+    transaction of its own. ``details`` is that event's data.
+    """
+
+    def __init__(self, message: str, instance_id: int, task_id: int | None, actor: str, at, details: dict):
+        self.instance_id = instance_id
+        self.task_id = task_id
+        self.actor = actor
+        self.at = at
+        self.details = {**details, "reason": message}
+        super().__init__(message)

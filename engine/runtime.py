@@ -1,4 +1,4 @@
-"""Runtime: start instances, claim and complete their tasks, run the engine, cancel.
+"""Runtime: start instances, claim and complete their tasks, correct submitted data, run the engine, cancel.
 
 Each public function here is one user command. It takes a Session and ``now``, checks everything
 before it changes anything, and leaves the caller to commit: the instance's new state, its human
@@ -19,11 +19,11 @@ from SpiffWorkflow.bpmn import BpmnWorkflow
 from SpiffWorkflow.exceptions import WorkflowException
 from SpiffWorkflow.util.task import TaskState
 
-from . import audit, definitions, snapshot, store
+from . import audit, definitions, signatures, snapshot, store
 from .audit import EventKind
-from .definitions import Definition
+from .definitions import Definition, UserTaskInfo
 from .directory import Organisation
-from .errors import DefinitionError, ExpressionError, Forbidden, InvalidTransition, NotFound
+from .errors import DefinitionError, ExpressionError, Forbidden, InvalidTransition, NotFound, Refusal
 from .sandbox import make_script_engine
 from .store import DefinitionRow, InstanceRow, OrganisationRow, TaskRow
 
@@ -150,7 +150,15 @@ def deploy(session: Session, paths: list[Path], forms_dir: Path, actor: str, now
 
 # --- running ---------------------------------------------------------------------------------
 
-def _all_tasks(workflow: BpmnWorkflow) -> list:
+def new_workflow(definition: Definition, data: dict[str, Any]) -> BpmnWorkflow:
+    """A fresh workflow of a definition, seeded with ``data``, running expressions in the sandbox."""
+    workflow = BpmnWorkflow(definition.spec, definition.subprocess_specs, script_engine=_SCRIPT_ENGINE)
+    workflow.task_tree.data.update(data)
+    return workflow
+
+
+def all_tasks(workflow: BpmnWorkflow) -> list:
+    """Every task of the workflow and of its called processes, in creation order."""
     tasks = list(workflow.tasks.values())
     for sub in workflow.subprocesses.values():
         tasks.extend(sub.tasks.values())
@@ -162,20 +170,24 @@ def _step_label(task) -> str:
     return f"'{spec.bpmn_name or spec.bpmn_id}' ({spec.bpmn_id})" if spec.bpmn_id else f"'{spec.name}'"
 
 
-def _run_engine(instance: InstanceRow, workflow: BpmnWorkflow) -> None:
+def run_engine(instance_id: int, workflow: BpmnWorkflow) -> None:
+    """Run the workflow's automatic steps to the next wait; a failing expression becomes an ExpressionError."""
     try:
         workflow.do_engine_steps()
     except WorkflowException as err:
         task = getattr(err, "task", None)
         where = f" at step {_step_label(task)}" if task is not None else ""
         cause = f" ({err.__context__})" if err.__context__ is not None and str(err.__context__) not in str(err) else ""
-        raise ExpressionError(f"instance {instance.id}{where}: {err}{cause}") from None
+        raise ExpressionError(f"instance {instance_id}{where}: {err}{cause}") from None
 
 
-def _record_steps(session: Session, instance: InstanceRow, workflow: BpmnWorkflow, before: dict, actor: str,
-                  now: datetime) -> None:
-    """One event per automatic step (gateway, script, event) that completed in this command."""
-    for task in _all_tasks(workflow):
+def automatic_steps(workflow: BpmnWorkflow, before: dict) -> list[dict]:
+    """The ``step_completed`` data of each automatic step (gateway, script, event) completed since ``before``.
+
+    ``before`` maps task id to state. A gateway's decision is its ``next``: the steps it chose.
+    """
+    steps = []
+    for task in all_tasks(workflow):
         spec = task.task_spec
         if (task.state != TaskState.COMPLETED or before.get(task.id) == TaskState.COMPLETED
                 or spec.bpmn_id is None or spec.manual):
@@ -184,46 +196,71 @@ def _record_steps(session: Session, instance: InstanceRow, workflow: BpmnWorkflo
         if len(spec.outputs) > 1:
             data["next"] = sorted(c.task_spec.bpmn_id or c.task_spec.name for c in task.children
                                   if c.state & TaskState.DEFINITE_MASK or c.state & TaskState.FINISHED_MASK)
-        audit.record(session, EventKind.STEP_COMPLETED, actor, now, instance=instance, data=data)
+        steps.append(data)
+    return steps
+
+
+def ready_user_tasks(workflow: BpmnWorkflow) -> dict[str, Any]:
+    """The workflow's READY user tasks by Spiff task id, in the workflow's (deterministic) tree order."""
+    return {str(t.id): t for t in workflow.get_tasks(state=TaskState.READY, manual=True)}
+
+
+def task_info(definition: Definition, spiff_task) -> UserTaskInfo:
+    """The routing facts of a Spiff user task."""
+    return definition.user_task(spiff_task.workflow.spec.name, spiff_task.task_spec.bpmn_id)
+
+
+def task_created_data(info: UserTaskInfo) -> dict[str, Any]:
+    """What a ``task_created`` event records about a new human task."""
+    return {"task": info.bpmn_id, "title": info.title, "department": info.department, "role": info.role,
+            "form": info.form}
 
 
 def _sync_tasks(session: Session, instance: InstanceRow, definition: Definition, workflow: BpmnWorkflow,
                 actor: str, now: datetime) -> None:
     """Make the instance's human tasks match the workflow's ready user tasks: create new, cancel vanished."""
-    ready = {str(t.id): t for t in workflow.get_tasks(state=TaskState.READY, manual=True)}
+    ready = ready_user_tasks(workflow)
     for row in store.tasks_of_instance(session, instance.id, ACTIVE_TASK):
         if ready.pop(row.spiff_id, None) is None:
             _move(row, TaskStatus.CANCELLED, f"cancel task {row.id}")
             audit.record(session, EventKind.TASK_CANCELLED, actor, now, instance=instance, task_id=row.id,
                          data={"task": row.name})
     for spiff_id, task in ready.items():
-        info = definition.user_task(task.workflow.spec.name, task.task_spec.bpmn_id)
+        info = task_info(definition, task)
         row = store.add_task(session, TaskRow(
             instance_id=instance.id, spiff_id=spiff_id, process=info.process, name=info.bpmn_id, title=info.title,
             department=info.department, role=info.role, form_key=info.form, status=TaskStatus.OPEN.value,
             created_at=now))
         audit.record(session, EventKind.TASK_CREATED, actor, now, instance=instance, task_id=row.id,
-                     data={"task": info.bpmn_id, "title": info.title, "department": info.department,
-                           "role": info.role, "form": info.form})
+                     data=task_created_data(info))
 
 
 def _advance(session: Session, instance: InstanceRow, definition: Definition, workflow: BpmnWorkflow,
              actor: str, now: datetime, before: dict) -> None:
     """Run the engine to the next wait, then record steps, sync tasks, finish if ended, and save the state."""
-    _run_engine(instance, workflow)
-    _record_steps(session, instance, workflow, before, actor, now)
+    run_engine(instance.id, workflow)
+    for step in automatic_steps(workflow, before):
+        audit.record(session, EventKind.STEP_COMPLETED, actor, now, instance=instance, data=step)
     _sync_tasks(session, instance, definition, workflow, actor, now)
     if workflow.is_completed():
         _move(instance, InstanceStatus.COMPLETED, f"complete instance {instance.id}")
         instance.ended_at = now
         audit.record(session, EventKind.INSTANCE_COMPLETED, actor, now, instance=instance,
-                     data={"data": _public_data(workflow.data)})
+                     data={"data": current_data(workflow)})
     instance.state = snapshot.dump(workflow)
     instance.updated_at = now
 
 
 def _public_data(data: dict) -> dict:
     return {k: v for k, v in data.items() if k != "data_objects"}
+
+
+def current_data(workflow: BpmnWorkflow) -> dict[str, Any]:
+    """A workflow's current data: what its most recent step left (the final data once it has ended)."""
+    if workflow.is_completed():
+        return _public_data(workflow.data)
+    source = workflow.last_task or workflow.task_tree
+    return _public_data(source.data)
 
 
 def _load_workflow(instance: InstanceRow) -> tuple[Definition, BpmnWorkflow]:
@@ -249,8 +286,7 @@ def start(session: Session, process_key: str, actor: str, now: datetime, data: d
     if business_key and store.find_instance_by_key(session, process_key, business_key):
         raise InvalidTransition(f"process '{process_key}' already has an instance with key '{business_key}'")
     initial = {**(data or {}), **definition.settings}
-    workflow = BpmnWorkflow(definition.spec, definition.subprocess_specs, script_engine=_SCRIPT_ENGINE)
-    workflow.task_tree.data.update(initial)
+    workflow = new_workflow(definition, initial)
     instance = store.add_instance(session, InstanceRow(
         definition_id=row.id, definition=row, process_key=process_key, business_key=business_key,
         status=InstanceStatus.RUNNING.value, state="", started_at=now, started_by=actor, updated_at=now,
@@ -282,6 +318,7 @@ def claim(session: Session, task_id: int, actor: str, now: datetime) -> TaskRow:
     organisation(session).check_may_act(actor, task.department, task.role, _task_label(task))
     if task.assignee:
         raise InvalidTransition(f"cannot claim {_task_label(task)}: it is already claimed by {task.assignee}")
+    _check_duties(session, task, actor, "claim", now)
     _move(task, TaskStatus.CLAIMED, f"claim {_task_label(task)}")
     task.assignee = actor
     _touch(task.instance, now)
@@ -313,16 +350,40 @@ def _touch(instance: InstanceRow, now: datetime) -> None:
     instance.updated_at = now
 
 
-def complete(session: Session, task_id: int, actor: str, now: datetime, data: dict[str, Any]) -> TaskRow:
+def rules_of(task: TaskRow) -> UserTaskInfo:
+    """What the deployed procedure declares for a human task: routing, signature, separation of duties."""
+    return definition_of(task.instance.definition).user_task(task.process, task.name)
+
+
+def _check_duties(session: Session, task: TaskRow, actor: str, action: str, now: datetime) -> None:
+    """Separation of duties: refuse (and have the history keep it) when the actor did a conflicting task."""
+    conflicts = definition_of(task.instance.definition).conflicting_tasks(rules_of(task))
+    if not conflicts:
+        return
+    for done in store.tasks_of_instance(session, task.instance_id, (TaskStatus.COMPLETED.value,)):
+        if done.name in conflicts and done.completed_by == actor:
+            raise Refusal(f"cannot {action} {_task_label(task)}: '{actor}' did '{done.title}' (task {done.id}) "
+                          f"in this instance, and the procedure requires a different person (separation of duties)",
+                          task.instance_id, task.id, actor, now,
+                          {"action": action, "task": task.name, "rule": "not_same_as",
+                           "conflicts_with": {"task": done.name, "task_id": done.id}})
+
+
+def complete(session: Session, task_id: int, actor: str, now: datetime, data: dict[str, Any],
+             password: str | None = None) -> TaskRow:
     """Submit a task's form: validate it, complete the task, run the engine to the next wait.
 
     The actor must belong to the task's department (and head it when the task needs the head);
-    a task claimed by someone else cannot be completed by anyone but them.
+    a task claimed by someone else cannot be completed by anyone but them; the actor must not
+    have done a task the procedure separates from this one. A task that needs a signature takes
+    the actor's password and records their signature bound to this completion.
     """
     task = _active_task(session, task_id, "complete")
-    organisation(session).check_may_act(actor, task.department, task.role, _task_label(task))
+    org = organisation(session)
+    org.check_may_act(actor, task.department, task.role, _task_label(task))
     if task.assignee and task.assignee != actor:
         raise Forbidden(f"cannot complete {_task_label(task)}: it is claimed by {task.assignee}")
+    _check_duties(session, task, actor, "complete", now)
     instance = task.instance
     definition, workflow = _load_workflow(instance)
     clean = definition.forms[task.form_key].validate(data)
@@ -330,15 +391,90 @@ def complete(session: Session, task_id: int, actor: str, now: datetime, data: di
     if spiff_task is None or spiff_task.state != TaskState.READY or not spiff_task.task_spec.manual:
         state = TaskState.get_name(spiff_task.state) if spiff_task is not None else "missing"
         raise InvalidTransition(f"cannot complete {_task_label(task)}: the workflow has it {state}, not READY")
-    before = {t.id: t.state for t in _all_tasks(workflow)}
+    info = rules_of(task)
+    if info.signature:
+        signatures.authenticate(session, task, actor, password, now)
+    before = {t.id: t.state for t in all_tasks(workflow)}
     spiff_task.data.update(clean)
     spiff_task.run()
     _move(task, TaskStatus.COMPLETED, f"complete {_task_label(task)}")
     task.assignee = task.assignee or actor
     task.completed_at, task.completed_by, task.data = now, actor, clean
-    audit.record(session, EventKind.TASK_COMPLETED, actor, now, instance=instance, task_id=task.id,
-                 data={"task": task.name, "form": task.form_key, "data": clean})
+    completion = audit.record(session, EventKind.TASK_COMPLETED, actor, now, instance=instance, task_id=task.id,
+                              data={"task": task.name, "form": task.form_key, "data": clean})
+    if info.signature:
+        signatures.sign(session, instance, task, completion, actor, org.user(actor).label,
+                        signatures.meaning(info, clean), now)
     _advance(session, instance, definition, workflow, actor, now, before)
+    return task
+
+
+def submitted_data(session: Session, task: TaskRow) -> dict[str, Any]:
+    """A completed task's data as it stands: what was submitted, with every later correction applied."""
+    data = dict(task.data or {})
+    for event in store.events_of(session, task.instance_id):
+        if event.kind == EventKind.DATA_CORRECTED.value and event.task_id == task.id:
+            _apply_changes(data, event.data["changes"])
+    return data
+
+
+def _apply_changes(data: dict[str, Any], changes: dict[str, dict]) -> None:
+    for name, change in changes.items():
+        if change["new"] is None:
+            data.pop(name, None)
+        else:
+            data[name] = change["new"]
+
+
+def apply_correction(workflow: BpmnWorkflow, changes: dict[str, dict]) -> None:
+    """Carry corrected values into the workflow's live data: what later steps and ``show`` will see.
+
+    Steps already taken are not re-run (the record of what happened stays as it happened); the
+    corrected values reach the waiting and ready tasks, the latest step's data, and the final
+    data of an ended workflow.
+    """
+    live = [t for t in all_tasks(workflow) if t.state in (TaskState.READY, TaskState.WAITING, TaskState.STARTED)]
+    if workflow.last_task is not None:
+        live.append(workflow.last_task)
+    for task in live:
+        _apply_changes(task.data, changes)
+    if workflow.is_completed():
+        _apply_changes(workflow.data, changes)
+
+
+def correct(session: Session, task_id: int, actor: str, now: datetime, values: dict[str, Any],
+            reason: str) -> TaskRow:
+    """Correct a completed task's submitted data: a new event with the reason, old and new values.
+
+    Nothing is overwritten: the task's submitted data and its completion event stay as they were;
+    the correction is its own event, and the corrected values reach the workflow's live data (see
+    :func:`apply_correction`). The task's completer or the head of its department may correct it;
+    the corrected whole must still satisfy the form.
+    """
+    task = store.get_task(session, task_id)
+    org = organisation(session)
+    org.user(actor)
+    if task.status != TaskStatus.COMPLETED.value:
+        raise InvalidTransition(f"cannot correct {_task_label(task)}: it is {task.status}; only submitted data "
+                                f"can be corrected")
+    if actor not in (task.completed_by, org.department(task.department).head):
+        raise Forbidden(f"cannot correct {_task_label(task)}: only its completer ({task.completed_by}) or the head "
+                        f"of '{task.department}' may")
+    if not reason.strip():
+        raise InvalidTransition(f"cannot correct {_task_label(task)}: give a reason")
+    instance = task.instance
+    definition, workflow = _load_workflow(instance)
+    current = submitted_data(session, task)
+    clean = definition.forms[task.form_key].validate({**current, **values})
+    changes = {name: {"old": current.get(name), "new": clean.get(name)} for name in values
+               if clean.get(name) != current.get(name)}
+    if not changes:
+        raise InvalidTransition(f"cannot correct {_task_label(task)}: the values given are the ones it has")
+    apply_correction(workflow, changes)
+    instance.state = snapshot.dump(workflow)
+    instance.updated_at = now
+    audit.record(session, EventKind.DATA_CORRECTED, actor, now, instance=instance, task_id=task.id,
+                 data={"task": task.name, "form": task.form_key, "reason": reason, "changes": changes})
     return task
 
 
@@ -353,6 +489,8 @@ def cancel(session: Session, instance_id: int, actor: str, now: datetime, reason
     if not reason.strip():
         raise InvalidTransition(f"cannot cancel instance {instance_id}: give a reason")
     _move(instance, InstanceStatus.CANCELLED, f"cancel instance {instance_id}")
+    # The cause is recorded before its consequences, so a replay meets the cancellation first.
+    audit.record(session, EventKind.INSTANCE_CANCELLED, actor, now, instance=instance, data={"reason": reason})
     for task in store.tasks_of_instance(session, instance_id, ACTIVE_TASK):
         _move(task, TaskStatus.CANCELLED, f"cancel {_task_label(task)}")
         audit.record(session, EventKind.TASK_CANCELLED, actor, now, instance=instance, task_id=task.id,
@@ -361,7 +499,6 @@ def cancel(session: Session, instance_id: int, actor: str, now: datetime, reason
     workflow.cancel()
     instance.state = snapshot.dump(workflow)
     instance.ended_at = instance.updated_at = now
-    audit.record(session, EventKind.INSTANCE_CANCELLED, actor, now, instance=instance, data={"reason": reason})
     return instance
 
 
@@ -370,10 +507,7 @@ def cancel(session: Session, instance_id: int, actor: str, now: datetime, reason
 def instance_data(instance: InstanceRow) -> dict[str, Any]:
     """The instance's current data: what its most recent step left (the final data once it has ended)."""
     _, workflow = _load_workflow(instance)
-    if workflow.is_completed():
-        return _public_data(workflow.data)
-    source = workflow.last_task or workflow.task_tree
-    return _public_data(source.data)
+    return current_data(workflow)
 
 
 @dataclass(frozen=True)

@@ -135,6 +135,17 @@ class EventRow(Base):
     hash: Mapped[str] = mapped_column(String(64))
 
 
+class CredentialRow(Base):
+    """A user's password for electronic signatures, as an Argon2 hash (never the password itself)."""
+
+    __tablename__ = "credentials"
+
+    user_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    password_hash: Mapped[str] = mapped_column(String(500))
+    set_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    set_by: Mapped[str] = mapped_column(String(200))
+
+
 class OrganisationRow(Base):
     """A loaded organisation file; the newest row is the one in force."""
 
@@ -271,6 +282,17 @@ def list_instances(session: Session, status: str | None = None, limit: int = 500
     return list(session.scalars(query))
 
 
+def instance_ids(session: Session) -> list[int]:
+    """The id of every instance, oldest first."""
+    return list(session.scalars(select(InstanceRow.id).order_by(InstanceRow.id)))
+
+
+def chain_heads(session: Session) -> dict[int, tuple[int, str]]:
+    """Each instance's history head as its row records it: id → (last_seq, last_hash)."""
+    rows = session.execute(select(InstanceRow.id, InstanceRow.last_seq, InstanceRow.last_hash))
+    return {row.id: (row.last_seq, row.last_hash) for row in rows}
+
+
 # --- tasks -----------------------------------------------------------------------------------
 
 def add_task(session: Session, row: TaskRow) -> TaskRow:
@@ -325,6 +347,28 @@ def events_of(session: Session, instance_id: int | None) -> list[EventRow]:
     query = select(EventRow).order_by(EventRow.seq)
     query = query.where(EventRow.instance_id.is_(None) if instance_id is None else EventRow.instance_id == instance_id)
     return list(session.scalars(query))
+
+
+def all_events(session: Session) -> list[EventRow]:
+    """Every event, grouped by chain (instance id; the system chain's NULL sorts as a group too), in order."""
+    return list(session.scalars(select(EventRow).order_by(EventRow.instance_id, EventRow.seq)))
+
+
+# --- credentials -----------------------------------------------------------------------------
+
+def get_credential(session: Session, user_id: str) -> CredentialRow | None:
+    """The user's stored password hash, if they have set one."""
+    return session.get(CredentialRow, user_id)
+
+
+def put_credential(session: Session, user_id: str, password_hash: str, at: datetime, by: str) -> CredentialRow:
+    """Store (or replace) a user's password hash."""
+    row = session.get(CredentialRow, user_id)
+    if row is None:
+        row = CredentialRow(user_id=user_id)
+        session.add(row)
+    row.password_hash, row.set_at, row.set_by = password_hash, at, by
+    return row
 
 
 # --- organisation ----------------------------------------------------------------------------
