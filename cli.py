@@ -5,6 +5,7 @@ their message, bad usage exits 2. Listing commands print tables, or JSON with ``
 """
 
 import json
+import os
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 import click
 import yaml
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 import engine
@@ -57,9 +59,13 @@ class Context:
         return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
     def run(self, work):
-        """Run one engine call in one transaction; engine errors become a message and exit code 1."""
+        """Run one engine call in one transaction; engine errors become a message and exit code 1.
+
+        A refusal the history must keep (separation of duties, a wrong signature password) is
+        recorded by ``engine.audit.run`` in a transaction of its own before the error is shown.
+        """
         try:
-            return self.db.run(work)
+            return engine.audit.run(self.db, work)
         except EngineError as err:
             raise click.ClickException(str(err)) from None
 
@@ -151,6 +157,14 @@ def _event_summary(event) -> str:
     if event.kind == "step_completed":
         nxt = f" → {', '.join(data['next'])}" if data.get("next") else ""
         return f"{data.get('name') or data['step']}{nxt}"
+    if event.kind == "task_signed":
+        return (f"signed by {data['printed_name']} — {data['meaning']} — signs event #{data['record']['event_seq']}"
+                f", data SHA-256 {data['data_sha256'][:16]}…")
+    if event.kind == "data_corrected":
+        changes = "; ".join(f"{k}: {v['old']} → {v['new']}" for k, v in data["changes"].items())
+        return f"{changes} (reason: {data['reason']})"
+    if event.kind == "action_refused":
+        return data["reason"]
     return ", ".join(f"{k}={v}" for k, v in data.items() if k != "data")
 
 
@@ -331,18 +345,39 @@ def unclaim(ctx: Context, task_id: int) -> None:
     click.echo(f"Task {task.id} '{task.title}' is back in the {task.department} inbox.")
 
 
+def _password(password_file: Path | None, prompt: str, env: str = "QPROC_PASSWORD", confirm: bool = False) -> str:
+    """A password from --password-file, else the environment variable, else a hidden prompt."""
+    if password_file is not None:
+        return password_file.read_text(encoding="utf-8").rstrip("\r\n")
+    if os.environ.get(env):
+        return os.environ[env]
+    return click.prompt(prompt, hide_input=True, confirmation_prompt=confirm)
+
+
+PASSWORD_FILE = click.option("--password-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                             help="Read the password from this file (else QPROC_PASSWORD, else a hidden prompt).")
+
+
 @main.command()
 @click.argument("task_id", type=int)
 @click.option("--data", "data_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="JSON or YAML file with the form's fields.")
 @click.option("--set", "pairs", multiple=True, metavar="FIELD=VALUE", help="A form field (repeatable).")
+@PASSWORD_FILE
 @pass_ctx
-def complete(ctx: Context, task_id: int, data_file: Path | None, pairs: tuple[str, ...]) -> None:
-    """Submit a task's form and move the procedure on."""
+def complete(ctx: Context, task_id: int, data_file: Path | None, pairs: tuple[str, ...],
+             password_file: Path | None) -> None:
+    """Submit a task's form and move the procedure on.
+
+    A task that needs an electronic signature asks for your password (hidden), or reads it from
+    --password-file or QPROC_PASSWORD.
+    """
     data = _read_data(data_file, pairs, typed=False)
+    meaning = ctx.run(lambda s: engine.rules_of(engine.store.get_task(s, task_id)).signature)
+    password = _password(password_file, f"Password of {ctx.actor} to sign") if meaning else None
 
     def work(session):
-        task = engine.complete(session, task_id, ctx.actor, ctx.now, data)
+        task = engine.complete(session, task_id, ctx.actor, ctx.now, data, password=password)
         return task, engine.store.tasks_of_instance(session, task.instance_id, engine.ACTIVE_TASK)
 
     task, open_tasks = ctx.run(work)
@@ -351,6 +386,18 @@ def complete(ctx: Context, task_id: int, data_file: Path | None, pairs: tuple[st
         click.echo(f"Instance {task.instance_id} is {task.instance.status}.")
     for t in open_tasks:
         click.echo(f"  next: task {t.id}: {t.title} → {t.department}")
+
+
+@main.command()
+@click.argument("task_id", type=int)
+@click.option("--set", "pairs", multiple=True, required=True, metavar="FIELD=VALUE", help="A corrected field.")
+@click.option("--reason", required=True, help="Why the data is corrected (recorded).")
+@pass_ctx
+def correct(ctx: Context, task_id: int, pairs: tuple[str, ...], reason: str) -> None:
+    """Correct a completed task's submitted data; the old and new values and the reason are recorded."""
+    values = _read_data(None, pairs, typed=False)
+    task = ctx.run(lambda s: engine.correct(s, task_id, ctx.actor, ctx.now, values, reason))
+    click.echo(f"Corrected task {task.id} '{task.title}': {', '.join(values)} (history keeps the old values).")
 
 
 @main.command()
@@ -417,6 +464,110 @@ def history(ctx: Context, instance_id: int, as_json: bool) -> None:
         _echo_json([_event_json(e) for e in events])
         return
     print_history(instance_id, events)
+
+
+@main.group()
+def user() -> None:
+    """Users: signature passwords."""
+
+
+@user.command("set-password")
+@PASSWORD_FILE
+@click.option("--current-password-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Your current password, to change it (else QPROC_PASSWORD, else a hidden prompt).")
+@pass_ctx
+def set_password(ctx: Context, password_file: Path | None, current_password_file: Path | None) -> None:
+    """Set your password for electronic signatures (to change it, give the current one too).
+
+    The new password comes from --password-file, else QPROC_NEW_PASSWORD, else a hidden prompt.
+    """
+    actor = ctx.actor
+    has_one = ctx.run(lambda s: engine.store.get_credential(s, actor) is not None)
+    current = _password(current_password_file, "Current password") if has_one else None
+    new = _password(password_file, "New password", env="QPROC_NEW_PASSWORD", confirm=True)
+    ctx.run(lambda s: engine.signatures.set_password(s, engine.organisation(s), actor, new, actor, ctx.now, current))
+    click.echo(f"Signature password of {actor} is set.")
+
+
+@main.group()
+def audit() -> None:
+    """For auditors: verify the history, replay instances, export evidence."""
+
+
+@audit.command("verify")
+@click.option("--instance", "instance_id", type=int, help="Only this instance's history.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def audit_verify(ctx: Context, instance_id: int | None, as_json: bool) -> None:
+    """Check the hash chains: a modified, deleted, inserted or reordered event is named. Exit 1 if any."""
+    result = ctx.run(lambda s: engine.audit.verify(s, instance_id))
+    if as_json:
+        _echo_json({"ok": result.ok, "chains": result.chains, "events": result.events, "anchor": result.anchor,
+                    "problems": [str(p) for p in result.problems]})
+    else:
+        for problem in result.problems:
+            click.echo(f"BROKEN {problem}")
+        verdict = "intact" if result.ok else f"{len(result.problems)} broken"
+        click.echo(f"Verified {result.chains} chains, {result.events} events: {verdict}.")
+        click.echo(f"Anchor (digest of every chain head): {result.anchor}")
+    if not result.ok:
+        sys.exit(1)
+
+
+@audit.command("replay")
+@click.argument("instance_id", type=int, required=False)
+@click.option("--all", "replay_all", is_flag=True, help="Replay every instance.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def audit_replay(ctx: Context, instance_id: int | None, replay_all: bool, as_json: bool) -> None:
+    """Re-execute instances from their pinned version and recorded inputs: MATCH, or the first divergence."""
+    if (instance_id is None) == (not replay_all):
+        raise click.UsageError("give an INSTANCE_ID or --all (not both)")
+    if instance_id is not None:
+        results = [ctx.run(lambda s: engine.replay.replay(s, instance_id))]
+    else:
+        with Progress(TextColumn("Replaying"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=Console(stderr=True), disable=as_json) as bar:
+            job = bar.add_task("replay", total=None)
+            results = ctx.run(lambda s: engine.replay.replay_all(
+                s, lambda done, total: bar.update(job, completed=done, total=total)))
+    if as_json:
+        _echo_json([{"instance": r.instance_id, "process": r.process_key, "business_key": r.business_key,
+                     "match": r.match, "divergence": r.divergence, "events": r.events} for r in results])
+    else:
+        for r in results:
+            if instance_id is not None or not r.match:
+                key = f" ({r.business_key})" if r.business_key else ""
+                click.echo(f"Instance {r.instance_id}{key}: " + ("MATCH" if r.match else f"DIVERGES: {r.divergence}"))
+        if replay_all:
+            diverging = sum(not r.match for r in results)
+            summary = Table(title="Replay summary", title_justify="left")
+            for column in ("instances", "MATCH", "diverge", "events replayed"):
+                summary.add_column(column)
+            summary.add_row(str(len(results)), str(len(results) - diverging), str(diverging),
+                            str(sum(r.events for r in results)))
+            console.print(summary)
+    if any(not r.match for r in results):
+        sys.exit(1)
+
+
+@audit.command("export")
+@click.argument("instance_id", type=int)
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder to write the evidence pack into (created if missing).")
+@pass_ctx
+def audit_export(ctx: Context, instance_id: int, out_dir: Path) -> None:
+    """Write an evidence pack: pinned BPMN and forms, events, forms, signatures, verify and replay results."""
+    actor = ctx.actor_name or engine.SYSTEM_ACTOR
+    pack = ctx.run(lambda s: engine.evidence.collect(s, instance_id, actor, ctx.now))
+    try:
+        written = engine.evidence.write(pack, out_dir)
+    except EngineError as err:
+        raise click.ClickException(str(err)) from None
+    click.echo(f"Evidence pack of instance {instance_id} written to {out_dir}: {len(written)} files; "
+               f"open {written[1]}")
+    click.echo(f"  history: {'intact' if pack['verify']['ok'] else 'BROKEN'}; replay: "
+               f"{'MATCH' if pack['replay']['match'] else 'DIVERGES'}; signatures: {len(pack['signatures'])}")
 
 
 @main.command()

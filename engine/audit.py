@@ -53,6 +53,11 @@ def canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
+def as_recorded(value: Any) -> Any:
+    """A value as the history stores it: through canonical JSON (tuples become lists, dates strings)."""
+    return json.loads(canonical(value))
+
+
 def digest(value: Any) -> str:
     """SHA-256 of a value's canonical JSON: what a signature binds to the exact data signed."""
     return hashlib.sha256(canonical(value).encode("utf-8")).hexdigest()
@@ -84,7 +89,7 @@ def record(session: Session, kind: EventKind, actor: str, at: datetime, instance
         seq, prev = (last.seq + 1, last.hash) if last else (1, GENESIS)
     row = EventRow(instance_id=instance.id if instance is not None else None, seq=seq, at=at, actor=actor,
                    kind=kind.value, task_id=task_id, definition_hash=definition_hash,
-                   data=json.loads(canonical(data or {})), prev_hash=prev)
+                   data=as_recorded(data or {}), prev_hash=prev)
     row.hash = event_hash(row)
     if instance is not None:
         instance.last_seq, instance.last_hash = seq, row.hash
@@ -225,18 +230,23 @@ def _recorded_position(row: EventRow, limit: int) -> int | None:
         row.seq = stored
 
 
+def signature_is_bound(signature: EventRow, chain: dict[int, EventRow]) -> bool:
+    """Whether a ``task_signed`` event signs a completion in its own chain (by seq): same instance,
+    same task, that event's exact hash and the SHA-256 of exactly the data it submitted."""
+    bound = signature.data.get("record", {})
+    target = chain.get(bound.get("event_seq"))
+    return (target is not None and target.kind == EventKind.TASK_COMPLETED.value
+            and target.hash == bound.get("event_hash") and bound.get("instance") == signature.instance_id
+            and target.task_id == signature.task_id == bound.get("task_id")
+            and digest(target.data.get("data")) == signature.data.get("data_sha256"))
+
+
 def _check_signatures(chain_id: int | None, rows: list[EventRow]) -> Problem | None:
-    """The first signature not bound to the record it claims: same instance, same task, that exact data."""
+    """The first signature not bound to the record it claims."""
     by_seq = {row.seq: row for row in rows}
     for row in rows:
-        if row.kind != EventKind.TASK_SIGNED.value:
-            continue
-        bound = row.data.get("record", {})
-        target = by_seq.get(bound.get("event_seq"))
-        if (target is None or target.kind != EventKind.TASK_COMPLETED.value or target.hash != bound.get("event_hash")
-                or bound.get("instance") != chain_id or target.task_id != row.task_id
-                or bound.get("task_id") != row.task_id
-                or digest(target.data.get("data")) != row.data.get("data_sha256")):
+        if row.kind == EventKind.TASK_SIGNED.value and not signature_is_bound(row, by_seq):
+            bound = row.data.get("record", {})
             return Problem(chain_id, row.seq, f"task_signed: the signature of {row.data.get('printed_name')} is "
                                               f"not bound to task {row.task_id}'s completion in this instance "
                                               f"(it claims instance {bound.get('instance')}, event "

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from . import runtime, store
+from . import runtime, signatures, store
 from .errors import EngineError
 from .store import Database
 
@@ -70,6 +70,7 @@ SCENARIOS = (
 )
 
 _STEP = timedelta(hours=3)
+DEMO_PASSWORD = "demo-signature"  # each signer's password, set the first time they sign
 _MAX_STEPS = 60
 
 
@@ -120,8 +121,15 @@ def run_scenario(db: Database, scenario: Scenario, now: datetime) -> int:
             queue = answers.get(task.name)
             if not queue:
                 raise EngineError(f"demo scenario '{scenario.title}' has no answer for task '{task.name}'")
-            actor = _actor(runtime.organisation(session), task.department, task.role)
-            runtime.complete(session, task.id, actor, clock, queue.pop(0) if len(queue) > 1 else queue[0])
+            org = runtime.organisation(session)
+            actor = _actor(org, task.department, task.role)
+            password = None
+            if runtime.rules_of(task).signature:
+                if store.get_credential(session, actor) is None:
+                    signatures.set_password(session, org, actor, DEMO_PASSWORD, actor, clock)
+                password = DEMO_PASSWORD
+            runtime.complete(session, task.id, actor, clock, queue.pop(0) if len(queue) > 1 else queue[0],
+                             password=password)
             return True
 
         if not db.run(step):

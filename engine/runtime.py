@@ -200,9 +200,12 @@ def automatic_steps(workflow: BpmnWorkflow, before: dict) -> list[dict]:
     return steps
 
 
-def ready_user_tasks(workflow: BpmnWorkflow) -> dict[str, Any]:
-    """The workflow's READY user tasks by Spiff task id, in the workflow's (deterministic) tree order."""
-    return {str(t.id): t for t in workflow.get_tasks(state=TaskState.READY, manual=True)}
+def task_changes(active: list[str], workflow: BpmnWorkflow) -> tuple[list[str], dict[str, Any]]:
+    """How human tasks must follow the workflow: which active ones (Spiff ids, in creation order)
+    are no longer READY, and which READY user tasks are new (by Spiff id, in the workflow's tree order)."""
+    ready = {str(t.id): t for t in workflow.get_tasks(state=TaskState.READY, manual=True)}
+    vanished = [spiff_id for spiff_id in active if ready.pop(spiff_id, None) is None]
+    return vanished, ready
 
 
 def task_info(definition: Definition, spiff_task) -> UserTaskInfo:
@@ -219,13 +222,13 @@ def task_created_data(info: UserTaskInfo) -> dict[str, Any]:
 def _sync_tasks(session: Session, instance: InstanceRow, definition: Definition, workflow: BpmnWorkflow,
                 actor: str, now: datetime) -> None:
     """Make the instance's human tasks match the workflow's ready user tasks: create new, cancel vanished."""
-    ready = ready_user_tasks(workflow)
-    for row in store.tasks_of_instance(session, instance.id, ACTIVE_TASK):
-        if ready.pop(row.spiff_id, None) is None:
-            _move(row, TaskStatus.CANCELLED, f"cancel task {row.id}")
-            audit.record(session, EventKind.TASK_CANCELLED, actor, now, instance=instance, task_id=row.id,
-                         data={"task": row.name})
-    for spiff_id, task in ready.items():
+    rows = {row.spiff_id: row for row in store.tasks_of_instance(session, instance.id, ACTIVE_TASK)}
+    vanished, new = task_changes(list(rows), workflow)
+    for row in (rows[spiff_id] for spiff_id in vanished):
+        _move(row, TaskStatus.CANCELLED, f"cancel task {row.id}")
+        audit.record(session, EventKind.TASK_CANCELLED, actor, now, instance=instance, task_id=row.id,
+                     data={"task": row.name})
+    for spiff_id, task in new.items():
         info = task_info(definition, task)
         row = store.add_task(session, TaskRow(
             instance_id=instance.id, spiff_id=spiff_id, process=info.process, name=info.bpmn_id, title=info.title,
@@ -263,7 +266,8 @@ def current_data(workflow: BpmnWorkflow) -> dict[str, Any]:
     return _public_data(source.data)
 
 
-def _load_workflow(instance: InstanceRow) -> tuple[Definition, BpmnWorkflow]:
+def load_workflow(instance: InstanceRow) -> tuple[Definition, BpmnWorkflow]:
+    """An instance's pinned Definition and its workflow restored from the stored snapshot."""
     definition = definition_of(instance.definition)
     workflow = snapshot.load(instance.state, definition.spec, definition.subprocess_specs, _SCRIPT_ENGINE)
     return definition, workflow
@@ -385,7 +389,7 @@ def complete(session: Session, task_id: int, actor: str, now: datetime, data: di
         raise Forbidden(f"cannot complete {_task_label(task)}: it is claimed by {task.assignee}")
     _check_duties(session, task, actor, "complete", now)
     instance = task.instance
-    definition, workflow = _load_workflow(instance)
+    definition, workflow = load_workflow(instance)
     clean = definition.forms[task.form_key].validate(data)
     spiff_task = workflow.get_task_from_id(UUID(task.spiff_id))
     if spiff_task is None or spiff_task.state != TaskState.READY or not spiff_task.task_spec.manual:
@@ -463,7 +467,7 @@ def correct(session: Session, task_id: int, actor: str, now: datetime, values: d
     if not reason.strip():
         raise InvalidTransition(f"cannot correct {_task_label(task)}: give a reason")
     instance = task.instance
-    definition, workflow = _load_workflow(instance)
+    definition, workflow = load_workflow(instance)
     current = submitted_data(session, task)
     clean = definition.forms[task.form_key].validate({**current, **values})
     changes = {name: {"old": current.get(name), "new": clean.get(name)} for name in values
@@ -495,7 +499,7 @@ def cancel(session: Session, instance_id: int, actor: str, now: datetime, reason
         _move(task, TaskStatus.CANCELLED, f"cancel {_task_label(task)}")
         audit.record(session, EventKind.TASK_CANCELLED, actor, now, instance=instance, task_id=task.id,
                      data={"task": task.name})
-    _, workflow = _load_workflow(instance)
+    _, workflow = load_workflow(instance)
     workflow.cancel()
     instance.state = snapshot.dump(workflow)
     instance.ended_at = instance.updated_at = now
@@ -506,7 +510,7 @@ def cancel(session: Session, instance_id: int, actor: str, now: datetime, reason
 
 def instance_data(instance: InstanceRow) -> dict[str, Any]:
     """The instance's current data: what its most recent step left (the final data once it has ended)."""
-    _, workflow = _load_workflow(instance)
+    _, workflow = load_workflow(instance)
     return current_data(workflow)
 
 
@@ -522,7 +526,7 @@ class TaskView:
 def describe_task(session: Session, task_id: int) -> TaskView:
     """A task, its form, and the instance data as the task sees it (its submitted data once completed)."""
     task = store.get_task(session, task_id)
-    definition, workflow = _load_workflow(task.instance)
+    definition, workflow = load_workflow(task.instance)
     spiff_task = workflow.get_task_from_id(UUID(task.spiff_id))
     data = _public_data(spiff_task.data) if spiff_task is not None else {}
     return TaskView(task=task, form=definition.forms[task.form_key], data=data)
