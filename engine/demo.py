@@ -95,6 +95,13 @@ def _actor(org, department: str, role: str | None) -> str:
     return next((m for m in dept.members if m != dept.head), dept.head)
 
 
+def signing_password(session, actor: str, now: datetime) -> str:
+    """The demo signature password of ``actor``, set (and recorded) the first time they sign."""
+    if store.get_credential(session, actor) is None:
+        signatures.set_password(session, runtime.organisation(session), actor, DEMO_PASSWORD, actor, now)
+    return DEMO_PASSWORD
+
+
 def run_scenario(db: Database, scenario: Scenario, now: datetime) -> int:
     """Run one scenario, one transaction per step as staff would, the clock starting two days before ``now``.
 
@@ -121,13 +128,8 @@ def run_scenario(db: Database, scenario: Scenario, now: datetime) -> int:
             queue = answers.get(task.name)
             if not queue:
                 raise EngineError(f"demo scenario '{scenario.title}' has no answer for task '{task.name}'")
-            org = runtime.organisation(session)
-            actor = _actor(org, task.department, task.role)
-            password = None
-            if runtime.rules_of(task).signature:
-                if store.get_credential(session, actor) is None:
-                    signatures.set_password(session, org, actor, DEMO_PASSWORD, actor, clock)
-                password = DEMO_PASSWORD
+            actor = _actor(runtime.organisation(session), task.department, task.role)
+            password = signing_password(session, actor, clock) if runtime.rules_of(task).signature else None
             runtime.complete(session, task.id, actor, clock, queue.pop(0) if len(queue) > 1 else queue[0],
                              password=password)
             return True

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import inspect, text
 
-from engine import runtime
+from engine import runtime, store
 from engine.store import Database
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,3 +70,33 @@ def fingerprint(db: Database) -> dict[str, list]:
     with db.engine.connect() as conn:
         return {table: [tuple(row) for row in conn.execute(text(f"SELECT * FROM {table} ORDER BY 1"))]
                 for table in inspect(conn).get_table_names()}
+
+
+def tamper(db: Database, sql: str, **params) -> None:
+    """Change the database behind the engine's back, as someone with direct SQL access could."""
+    with db.engine.begin() as conn:
+        conn.execute(text(sql), params)
+
+
+SIGNED_APPROVAL = {'<spiffworkflow:property name="role" value="head" />':
+                   '<spiffworkflow:property name="role" value="head" />'
+                   '<spiffworkflow:property name="signature" value="field:approved" />'
+                   '<spiffworkflow:property name="not_same_as" value="review" />'}
+
+
+@pytest.fixture
+def four_eyes_db(org_db, tmp_path):
+    """gateway_condition whose head approval is signed (meaning from 'approved') and must not be the reviewer's."""
+    deploy_fixture(org_db, "gateway_condition", SIGNED_APPROVAL, tmp_path)
+    return org_db
+
+
+def run_to_approval(db, reviewer: str = "mei.wang") -> tuple[int, int]:
+    """Start a large request on four_eyes_db and review it; returns (instance id, approval task id)."""
+    instance_id = db.run(lambda s: runtime.start(s, "gateway_condition", "li.zhou", T0).id)
+    [request] = db.run(lambda s: store.tasks_of_instance(s, instance_id))
+    db.run(lambda s: runtime.complete(s, request.id, "li.zhou", at(1), {"amount": 50}))
+    [review] = db.run(lambda s: store.tasks_of_instance(s, instance_id, runtime.ACTIVE_TASK))
+    db.run(lambda s: runtime.complete(s, review.id, reviewer, at(2), {"approved": "yes"}))
+    [approval] = db.run(lambda s: store.tasks_of_instance(s, instance_id, runtime.ACTIVE_TASK))
+    return instance_id, approval.id

@@ -6,7 +6,7 @@ import pytest
 from click.testing import CliRunner
 
 from cli import main
-from conftest import ORG_FILE, ROOT, fingerprint
+from conftest import ORG_FILE, ROOT, fingerprint, tamper
 from engine.store import Database
 
 
@@ -127,3 +127,87 @@ def test_demo_runs_three_complaints_and_prints_their_histories(qproc):
     assert out.count("History of instance") == 3
     listed = json.loads(qproc("instances", "--json")[1])
     assert [i["status"] for i in listed] == ["completed"] * 3
+
+
+@pytest.fixture
+def demo_db(qproc):
+    code, out = qproc("demo")
+    assert code == 0, out
+    return qproc
+
+
+def test_audit_verify_reports_an_intact_history(demo_db):
+    code, out = demo_db("audit", "verify")
+    assert code == 0 and "Verified 4 chains" in out and ": intact." in out and "Anchor" in out
+
+
+def test_audit_verify_names_a_tampered_event_and_exits_1(demo_db):
+    tamper(Database(demo_db.url), "DELETE FROM events WHERE instance_id = 2 AND seq = 7")
+    code, out = demo_db("audit", "verify", "--instance", "2")
+    assert code == 1 and "BROKEN instance 2, event #7: missing: the history jumps from #6 to #8 (deleted)" in out
+
+
+def test_audit_replay_all_on_the_demo_reports_every_instance_match(demo_db):
+    code, out = demo_db("audit", "replay", "--all")
+    assert code == 0 and "Replay summary" in out and "DIVERGES" not in out
+    results = json.loads(demo_db("audit", "replay", "--all", "--json")[1])
+    assert [(r["instance"], r["match"]) for r in results] == [(1, True), (2, True), (3, True)]
+
+
+def test_audit_replay_reports_an_altered_instance(demo_db):
+    tamper(Database(demo_db.url), "UPDATE tasks SET completed_by = 'hao.wu' WHERE id = 1")
+    code, out = demo_db("audit", "replay", "--all")
+    assert code == 1 and "Instance 1 (DEMO-1): DIVERGES: stored task row 1 'intake' differs" in out
+
+
+def test_audit_export_writes_a_readable_page(demo_db, tmp_path):
+    code, out = demo_db("audit", "export", "2", "--out", str(tmp_path / "pack"), user="qiang.li")
+    assert code == 0 and "replay: MATCH" in out and "signatures: 4" in out
+    assert "Electronically signed by" in (tmp_path / "pack" / "evidence.html").read_text(encoding="utf-8")
+
+
+def _to_capa_approval(qproc):
+    _quality_intake(qproc)
+    [review] = json.loads(qproc("tasks", "--json", user="mei.wang")[1])
+    assert qproc("complete", str(review["id"]), "--set", "facts_verified=yes", "--set", "nonconformity=confirmed",
+                 "--set", "responsibility=ours", user="mei.wang")[0] == 0
+    [analysis] = json.loads(qproc("tasks", "--json", user="bin.huang")[1])
+    plan = ["--set", "root_cause=voids", "--set", "failure_cause=process", "--set", "containment=quarantine",
+            "--set", "corrective_action=reflow", "--set", "planned_completion=2026-12-05"]
+    assert qproc("complete", str(analysis["id"]), *plan, user="bin.huang")[0] == 0
+    [approval] = json.loads(qproc("tasks", "--json", user="jian.tang")[1])
+    return approval["id"]
+
+
+def test_signing_takes_the_password_from_a_file_and_history_shows_the_signature(deployed, tmp_path, monkeypatch):
+    secret = tmp_path / "secret"
+    secret.write_text("mr-signature-1\n", encoding="utf-8")
+    monkeypatch.setenv("QPROC_NEW_PASSWORD", "mr-signature-1")
+    assert deployed("user", "set-password", user="jian.tang") == (0, "Signature password of jian.tang is set.\n")
+    approval = _to_capa_approval(deployed)
+    code, out = deployed("complete", str(approval), "--set", "capa_decision=approved", "--password-file", str(secret),
+                         user="jian.tang")
+    assert code == 0, out
+    signed = [e for e in json.loads(deployed("history", "1", "--json")[1]) if e["kind"] == "task_signed"]
+    assert [(e["data"]["printed_name"], e["data"]["meaning"]) for e in signed] == [("Tang Jian 唐建", "approved")]
+    assert "signed by" in deployed("history", "1")[1]
+
+
+def test_signing_with_a_wrong_password_fails_and_is_recorded(deployed, monkeypatch):
+    monkeypatch.setenv("QPROC_NEW_PASSWORD", "mr-signature-1")
+    deployed("user", "set-password", user="jian.tang")
+    approval = _to_capa_approval(deployed)
+    monkeypatch.setenv("QPROC_PASSWORD", "guessing-game")
+    code, out = deployed("complete", str(approval), "--set", "capa_decision=approved", user="jian.tang")
+    assert code == 1 and "wrong password for 'jian.tang'" in out
+    events = json.loads(deployed("history", "1", "--json")[1])
+    assert events[-1]["kind"] == "action_refused" and events[-1]["actor"] == "jian.tang"
+
+
+def test_correct_records_old_and_new_values_shown_in_history(deployed):
+    _quality_intake(deployed)
+    code, out = deployed("correct", "1", "--set", "contact=Zhao Lei", "--reason", "full name", user="li.zhou")
+    assert code == 0, out
+    [fix] = [e for e in json.loads(deployed("history", "1", "--json")[1]) if e["kind"] == "data_corrected"]
+    assert fix["data"]["changes"] == {"contact": {"old": "Zhao", "new": "Zhao Lei"}}
+    assert "contact: Zhao →" in deployed("history", "1")[1]

@@ -5,7 +5,7 @@ from datetime import timedelta
 import pytest
 
 from conftest import T0
-from engine import audit, runtime, store
+from engine import audit, demo, runtime, store
 
 MEMBER = {"sales": "li.zhou", "quality": "mei.wang", "engineering": "bin.huang", "rnd": "yang.song",
           "mgmt_rep": "hong.han"}
@@ -50,8 +50,12 @@ def drive(db, answers):
         actor = org.departments[task.department].head if task.role else MEMBER[task.department]
         queue = queues[task.name]
         data = queue.pop(0) if len(queue) > 1 else queue[0]
-        db.run(lambda s: runtime.complete(s, task.id, actor, clock, data))
+        db.run(lambda s: runtime.complete(s, task.id, actor, clock, data, password=_password(s, task, actor, clock)))
     raise AssertionError(f"complaint did not finish: {seen}")
+
+
+def _password(session, task, actor, now):
+    return demo.signing_password(session, actor, now) if runtime.rules_of(task).signature else None
 
 
 def final(db, instance_id):

@@ -1,0 +1,89 @@
+"""Replay: an instance re-executed from its pinned version and recorded inputs matches what is stored."""
+
+from sqlalchemy import update
+
+from conftest import T0, at, deploy_fixture, tamper
+from engine import demo, replay, runtime, store
+from engine.store import EventRow
+
+SALES, QUALITY, QUALITY_HEAD = "li.zhou", "mei.wang", "qiang.li"
+
+
+def _large_request(db, approve=True):
+    instance_id = db.run(lambda s: runtime.start(s, "gateway_condition", SALES, T0).id)
+    steps = [("request", SALES, {"amount": 50, "note": "rush"}), ("review", QUALITY, {"approved": "yes"})]
+    if approve:
+        steps.append(("approve", QUALITY_HEAD, {"approved": "yes"}))
+    for minutes, (name, actor, data) in enumerate(steps, start=1):
+        [task] = db.run(lambda s: store.tasks_of_instance(s, instance_id, runtime.ACTIVE_TASK))
+        assert task.name == name
+        if name == "review":
+            db.run(lambda s: runtime.claim(s, task.id, actor, at(minutes)))
+        db.run(lambda s: runtime.complete(s, task.id, actor, at(minutes), data))
+    return instance_id
+
+
+def _replay(db, instance_id):
+    return db.run(lambda s: replay.replay(s, instance_id))
+
+
+def test_completed_instance_replays_to_match(gateway_db):
+    instance_id = _large_request(gateway_db)
+    result = _replay(gateway_db, instance_id)
+    assert result.match and result.divergence is None and result.events > 10
+
+
+def test_running_instance_replays_to_match(gateway_db):
+    assert _replay(gateway_db, _large_request(gateway_db, approve=False)).match
+
+
+def test_cancelled_instance_replays_to_match(gateway_db):
+    instance_id = _large_request(gateway_db, approve=False)
+    gateway_db.run(lambda s: runtime.cancel(s, instance_id, SALES, at(9), "withdrawn"))
+    assert _replay(gateway_db, instance_id).match
+
+
+def test_demo_complaints_all_replay_to_match(complaint_db):
+    ids = [demo.run_scenario(complaint_db, scenario, T0) for scenario in demo.SCENARIOS]
+    results = complaint_db.run(replay.replay_all)
+    assert [(r.instance_id, r.match) for r in results] == [(i, True) for i in ids]
+
+
+def test_task_row_data_altered_behind_the_engine_is_a_divergence(gateway_db):
+    instance_id = _large_request(gateway_db)
+    tamper(gateway_db, "UPDATE tasks SET completed_by = 'hao.wu' WHERE name = 'review'")
+    divergence = _replay(gateway_db, instance_id).divergence
+    assert "stored task row 2 'review' differs from the replay: at completed_by, stored 'hao.wu', replay 'mei.wang'" \
+        == divergence
+
+
+def test_status_altered_behind_the_engine_is_a_divergence(gateway_db):
+    instance_id = _large_request(gateway_db)
+    tamper(gateway_db, "UPDATE instances SET status = 'cancelled' WHERE id = :i", i=instance_id)
+    assert _replay(gateway_db, instance_id).divergence == "stored status is cancelled, the replay ends completed"
+
+
+def test_snapshot_altered_behind_the_engine_is_a_divergence(gateway_db):
+    instance_id = _large_request(gateway_db)
+    state = gateway_db.run(lambda s: store.get_instance(s, instance_id).state)
+    tamper(gateway_db, "UPDATE instances SET state = :state WHERE id = :i", i=instance_id,
+           state=state.replace('"rush"', '"slow"'))
+    divergence = _replay(gateway_db, instance_id).divergence
+    assert divergence.startswith("stored snapshot, step ") and "at data.note, stored 'slow', replay 'rush'" in divergence
+
+
+def test_submitted_data_changed_in_the_history_diverges_at_the_gateway(gateway_db):
+    instance_id = _large_request(gateway_db)
+    with gateway_db.engine.begin() as conn:
+        conn.execute(update(EventRow).where(EventRow.instance_id == instance_id, EventRow.seq == 4)
+                     .values(data={"task": "request", "form": "request", "data": {"amount": 5, "note": "rush"}}))
+    divergence = _replay(gateway_db, instance_id).divergence
+    assert divergence == ("event #5: the history records step 'gw_amount' → review, the replay produced step "
+                          "'gw_amount' → end_small: at next, stored ['review'], replay ['end_small']")
+
+
+def test_instance_pointed_at_another_version_is_a_divergence(gateway_db, tmp_path):
+    instance_id = _large_request(gateway_db)
+    deploy_fixture(gateway_db, "gateway_condition", {"amount &gt; 10": "amount &gt; 100"}, tmp_path)
+    tamper(gateway_db, "UPDATE instances SET definition_id = 2 WHERE id = :i", i=instance_id)
+    assert "was recorded under definition" in _replay(gateway_db, instance_id).divergence
