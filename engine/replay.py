@@ -35,6 +35,7 @@ from .errors import EngineError
 from .runtime import InstanceStatus, TaskStatus
 from .store import EventRow, InstanceRow
 
+_ROW_FIELDS = ("id", "name", "status", "assignee", "completed_by", "completed_at", "data")
 _OUTPUTS = {EventKind.STEP_COMPLETED.value, EventKind.TASK_CREATED.value, EventKind.TASK_CANCELLED.value,
             EventKind.INSTANCE_COMPLETED.value}
 
@@ -61,11 +62,11 @@ class _Divergence(Exception):
 
 @dataclass
 class _Task:
-    """A human task as the replay sees it, to compare with the stored task row."""
+    """A human task as the replay sees it; the fields in _ROW_FIELDS are compared with the stored task row."""
 
     name: str
     spiff_id: str
-    task_id: int | None = None
+    id: int | None = None
     status: str = TaskStatus.OPEN.value
     assignee: str | None = None
     completed_by: str | None = None
@@ -251,10 +252,10 @@ def _meet(run: _Run, event: EventRow) -> None:
         raise _Divergence(f"event #{event.seq}: the history records {_describe(event.kind, event.data)}, the replay "
                           f"produced {_describe(kind, data)}" + _first_difference(event.data, as_recorded(data)))
     if kind == EventKind.TASK_CREATED.value:
-        task.task_id = event.task_id
+        task.id = event.task_id
         run.by_id[event.task_id] = task
     elif kind == EventKind.TASK_CANCELLED.value and run.by_id.get(event.task_id) is not task:
-        raise _Divergence(f"event #{event.seq} cancels task {event.task_id}; the replay cancelled task {task.task_id}")
+        raise _Divergence(f"event #{event.seq} cancels task {event.task_id}; the replay cancelled task {task.id}")
 
 
 def _first_difference(stored: Any, replayed: Any, path: str = "") -> str:
@@ -275,10 +276,7 @@ def _compare_rows(session: Session, instance: InstanceRow, run: _Run) -> None:
     if len(rows) != len(run.tasks):
         raise _Divergence(f"{len(rows)} task rows are stored, the replay created {len(run.tasks)} tasks")
     for row, task in zip(rows, run.tasks):
-        stored = {"id": row.id, "name": row.name, "status": row.status, "assignee": row.assignee,
-                  "completed_by": row.completed_by, "completed_at": row.completed_at, "data": row.data}
-        replayed = {"id": task.task_id, "name": task.name, "status": task.status, "assignee": task.assignee,
-                    "completed_by": task.completed_by, "completed_at": task.completed_at, "data": task.data}
+        stored, replayed = ({name: getattr(t, name) for name in _ROW_FIELDS} for t in (row, task))
         if as_recorded(stored) != as_recorded(replayed):
             raise _Divergence(f"stored task row {row.id} '{row.name}' differs from the replay"
                               + _first_difference(as_recorded(stored), as_recorded(replayed)))

@@ -4,15 +4,23 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from argon2 import PasswordHasher
 from sqlalchemy import inspect, text
 
-from engine import runtime, store
+from engine import runtime, signatures, store
 from engine.store import Database
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=timezone.utc)
 ORG_FILE = ROOT / "org.yaml"
+
+
+@pytest.fixture(autouse=True)
+def cheap_password_hashing(monkeypatch):
+    """Argon2id at its smallest cost in tests (as Django swaps in a fast hasher): production's
+    setting spends ~50 ms per hash by design, which every signed step of every test would pay."""
+    monkeypatch.setattr(signatures, "_HASHER", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
 
 
 @pytest.fixture

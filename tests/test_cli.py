@@ -130,40 +130,41 @@ def test_demo_runs_three_complaints_and_prints_their_histories(qproc):
 
 
 @pytest.fixture
-def demo_db(qproc):
-    code, out = qproc("demo")
-    assert code == 0, out
-    return qproc
+def intake_done(deployed):
+    """A quality complaint recorded and approved to proceed: instance 1, its review open."""
+    _quality_intake(deployed)
+    return deployed
 
 
-def test_audit_verify_reports_an_intact_history(demo_db):
-    code, out = demo_db("audit", "verify")
-    assert code == 0 and "Verified 4 chains" in out and ": intact." in out and "Anchor" in out
+def test_audit_verify_reports_an_intact_history(intake_done):
+    code, out = intake_done("audit", "verify")
+    assert code == 0 and "Verified 2 chains" in out and ": intact." in out and "Anchor" in out
 
 
-def test_audit_verify_names_a_tampered_event_and_exits_1(demo_db):
-    tamper(Database(demo_db.url), "DELETE FROM events WHERE instance_id = 2 AND seq = 7")
-    code, out = demo_db("audit", "verify", "--instance", "2")
-    assert code == 1 and "BROKEN instance 2, event #7: missing: the history jumps from #6 to #8 (deleted)" in out
+def test_audit_verify_names_a_tampered_event_and_exits_1(intake_done):
+    tamper(Database(intake_done.url), "DELETE FROM events WHERE instance_id = 1 AND seq = 7")
+    code, out = intake_done("audit", "verify", "--instance", "1")
+    assert code == 1 and "BROKEN instance 1, event #7: missing: the history jumps from #6 to #8 (deleted)" in out
 
 
-def test_audit_replay_all_on_the_demo_reports_every_instance_match(demo_db):
-    code, out = demo_db("audit", "replay", "--all")
+def test_audit_replay_all_on_the_demo_reports_every_instance_match(qproc):
+    assert qproc("demo")[0] == 0
+    code, out = qproc("audit", "replay", "--all")
     assert code == 0 and "Replay summary" in out and "DIVERGES" not in out
-    results = json.loads(demo_db("audit", "replay", "--all", "--json")[1])
+    results = json.loads(qproc("audit", "replay", "--all", "--json")[1])
     assert [(r["instance"], r["match"]) for r in results] == [(1, True), (2, True), (3, True)]
 
 
-def test_audit_replay_reports_an_altered_instance(demo_db):
-    tamper(Database(demo_db.url), "UPDATE tasks SET completed_by = 'hao.wu' WHERE id = 1")
-    code, out = demo_db("audit", "replay", "--all")
-    assert code == 1 and "Instance 1 (DEMO-1): DIVERGES: stored task row 1 'intake' differs" in out
+def test_audit_replay_reports_an_altered_instance(intake_done):
+    tamper(Database(intake_done.url), "UPDATE tasks SET completed_by = 'hao.wu' WHERE id = 1")
+    code, out = intake_done("audit", "replay", "1")
+    assert code == 1 and "Instance 1 (CC-001): DIVERGES: stored task row 1 'intake' differs" in out
 
 
-def test_audit_export_writes_a_readable_page(demo_db, tmp_path):
-    code, out = demo_db("audit", "export", "2", "--out", str(tmp_path / "pack"), user="qiang.li")
-    assert code == 0 and "replay: MATCH" in out and "signatures: 4" in out
-    assert "Electronically signed by" in (tmp_path / "pack" / "evidence.html").read_text(encoding="utf-8")
+def test_audit_export_writes_a_readable_page(intake_done, tmp_path):
+    code, out = intake_done("audit", "export", "1", "--out", str(tmp_path / "pack"), user="qiang.li")
+    assert code == 0 and "history: intact; replay: MATCH" in out
+    assert "Evidence pack" in (tmp_path / "pack" / "evidence.html").read_text(encoding="utf-8")
 
 
 def _to_capa_approval(qproc):

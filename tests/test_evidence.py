@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from conftest import ROOT, T0, tamper
-from engine import demo, evidence
+from conftest import ROOT, T0, at, four_eyes_db, run_to_approval, tamper  # noqa: F401 (fixture)
+from engine import demo, evidence, runtime
 from engine.errors import EngineError
 
 
@@ -13,6 +13,15 @@ from engine.errors import EngineError
 def signed_complaint(complaint_db):
     """The demo's 'ours, effective the first time' complaint: four signed approvals."""
     return complaint_db, demo.run_scenario(complaint_db, demo.SCENARIOS[1], T0)
+
+
+@pytest.fixture
+def signed_request(four_eyes_db):
+    """A large request reviewed, then approved with qiang.li's signature."""
+    instance_id, approval = run_to_approval(four_eyes_db)
+    four_eyes_db.run(lambda s: runtime.complete(s, approval, "qiang.li", at(5), {"approved": "yes"},
+                                                password=demo.signing_password(s, "qiang.li", at(5))))
+    return four_eyes_db, instance_id
 
 
 def _export(db, instance_id, out):
@@ -44,15 +53,15 @@ def test_page_shows_signature_manifestations_and_the_path(signed_complaint, tmp_
     assert "<script" not in page and " src=" not in page and " href=" not in page  # self-contained
 
 
-def test_page_reports_a_broken_history(signed_complaint, tmp_path):
-    db, instance_id = signed_complaint
+def test_page_reports_a_broken_history(signed_request, tmp_path):
+    db, instance_id = signed_request
     tamper(db, "UPDATE events SET actor = 'mallory' WHERE instance_id = :i AND seq = 2", i=instance_id)
     pack, _ = _export(db, instance_id, tmp_path / "ev")
     assert not pack["verify"]["ok"] and "History BROKEN" in (tmp_path / "ev" / "evidence.html").read_text("utf-8")
 
 
-def test_existing_pack_is_never_overwritten(signed_complaint, tmp_path):
-    db, instance_id = signed_complaint
+def test_existing_pack_is_never_overwritten(signed_request, tmp_path):
+    db, instance_id = signed_request
     _export(db, instance_id, tmp_path / "ev")
     with pytest.raises(EngineError, match="already holds an evidence pack"):
         _export(db, instance_id, tmp_path / "ev")

@@ -43,10 +43,17 @@ def test_cancelled_instance_replays_to_match(gateway_db):
     assert _replay(gateway_db, instance_id).match
 
 
-def test_demo_complaints_all_replay_to_match(complaint_db):
-    ids = [demo.run_scenario(complaint_db, scenario, T0) for scenario in demo.SCENARIOS]
-    results = complaint_db.run(replay.replay_all)
+def test_replay_all_reports_each_instance_and_progress(gateway_db):
+    ids = [_large_request(gateway_db), _large_request(gateway_db, approve=False)]
+    ticks = []
+    results = gateway_db.run(lambda s: replay.replay_all(s, lambda done, total: ticks.append((done, total))))
     assert [(r.instance_id, r.match) for r in results] == [(i, True) for i in ids]
+    assert ticks == [(1, 2), (2, 2)]
+
+
+def test_signed_complaint_with_a_verification_loop_replays_to_match(complaint_db):
+    instance_id = demo.run_scenario(complaint_db, demo.SCENARIOS[2], T0)
+    assert complaint_db.run(lambda s: replay.replay(s, instance_id)).match
 
 
 def test_task_row_data_altered_behind_the_engine_is_a_divergence(gateway_db):
