@@ -315,6 +315,10 @@ def show_task(ctx: Context, task_id: int, as_json: bool, lang: str) -> None:
                + (f", key {task.instance.business_key}" if task.instance.business_key else "") + ")")
     click.echo(f"Department: {task.department}" + (" — needs the head" if task.role else "")
                + (f"; claimed by {task.assignee}" if task.assignee else ""))
+    if view.rules.signature:
+        click.echo(f"Electronic signature: {view.rules.signature} (your password is asked when you complete it)")
+    if view.rules.not_same_as:
+        click.echo(f"Separation of duties: not by whoever did {', '.join(view.rules.not_same_as)} in this instance")
     if view.data:
         _table("Data so far", ["field", "value"], [[k, v] for k, v in view.data.items()])
     rows = []

@@ -516,11 +516,12 @@ def instance_data(instance: InstanceRow) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class TaskView:
-    """A task with what its assignee needs to see: the form and the data so far."""
+    """A task with what its assignee needs to see: the form, the data so far, the rules it is under."""
 
     task: TaskRow
     form: Any
     data: dict[str, Any]
+    rules: UserTaskInfo
 
 
 def describe_task(session: Session, task_id: int) -> TaskView:
@@ -529,7 +530,7 @@ def describe_task(session: Session, task_id: int) -> TaskView:
     definition, workflow = load_workflow(task.instance)
     spiff_task = workflow.get_task_from_id(UUID(task.spiff_id))
     data = _public_data(spiff_task.data) if spiff_task is not None else {}
-    return TaskView(task=task, form=definition.forms[task.form_key], data=data)
+    return TaskView(task=task, form=definition.forms[task.form_key], data=data, rules=rules_of(task))
 
 
 def visible_departments(session: Session, actor: str, department: str | None) -> list[str]:

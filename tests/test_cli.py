@@ -212,3 +212,11 @@ def test_correct_records_old_and_new_values_shown_in_history(deployed):
     [fix] = [e for e in json.loads(deployed("history", "1", "--json")[1]) if e["kind"] == "data_corrected"]
     assert fix["data"]["changes"] == {"contact": {"old": "Zhao", "new": "Zhao Lei"}}
     assert "contact: Zhao →" in deployed("history", "1")[1]
+
+
+def test_task_shows_its_signature_and_separation_of_duties(deployed):
+    approval = _to_capa_approval(deployed)
+    code, out = deployed("task", str(approval), user="jian.tang")
+    assert code == 0
+    assert "Electronic signature: field:capa_decision" in out
+    assert "Separation of duties: not by whoever did cause_analysis in this instance" in out
