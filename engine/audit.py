@@ -164,26 +164,29 @@ class Verification:
 def verify(session: Session, instance_id: int | None = None) -> Verification:
     """Check history chains: every hash, every link, the instance heads, signatures and stored definitions.
 
-    With ``instance_id`` only that instance's chain is checked; otherwise every instance's, the
-    system chain and every deployed definition. Each broken chain is reported by its first bad
-    event, saying whether it looks modified, deleted, inserted or reordered.
+    With ``instance_id`` only that instance's chain and its pinned definition are checked;
+    otherwise every instance's, the system chain and every deployed definition. Each broken chain
+    is reported by its first bad event, saying whether it looks modified, deleted, inserted or
+    reordered.
     """
     if instance_id is not None:
         instance = store.get_instance(session, instance_id)
         chains = {instance_id: store.events_of(session, instance_id)}
         heads = {instance_id: (instance.last_seq, instance.last_hash)}
+        pinned = [instance.definition]
     else:
         heads = store.chain_heads(session)
         chains = {key: [] for key in heads}
         chains.update({key: list(rows) for key, rows in
                        itertools.groupby(store.all_events(session), key=lambda r: r.instance_id)})
+        pinned = store.list_definitions(session)
     problems = []
     for chain_id, rows in chains.items():
         found = _check_chain(chain_id, rows, heads.get(chain_id)) or _check_signatures(chain_id, rows)
         if found:
             problems.append(found)
-    if instance_id is None:
-        problems.extend(_check_definitions(session, chains.get(None, [])))
+    system_rows = chains[None] if None in chains else store.events_of(session, None)
+    problems.extend(_check_definitions(pinned, system_rows))
     system = chains.get(None) or []
     anchor = digest({"system": system[-1].hash if system else GENESIS,
                      "instances": {str(k): list(v) for k, v in sorted(heads.items())}})
@@ -254,12 +257,12 @@ def _check_signatures(chain_id: int | None, rows: list[EventRow]) -> Problem | N
     return None
 
 
-def _check_definitions(session: Session, system_rows: list[EventRow]) -> list[Problem]:
-    """Every deployed version still hashes to its content hash and has its deployment event."""
+def _check_definitions(rows: list[store.DefinitionRow], system_rows: list[EventRow]) -> list[Problem]:
+    """Each given version still hashes to its content hash and has its deployment event."""
     deployed = {(r.data.get("process"), r.definition_hash) for r in system_rows
                 if r.kind == EventKind.DEFINITION_DEPLOYED.value}
     problems = []
-    for row in store.list_definitions(session):
+    for row in rows:
         label = f"definition {row.process_key} v{row.version}"
         if definitions.content_hash(row.artifacts, row.manifest) != row.content_hash:
             problems.append(Problem(None, None, f"{label}: its stored files no longer match its content hash "

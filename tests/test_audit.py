@@ -175,3 +175,11 @@ def test_refusal_is_recorded_in_its_own_transaction_and_nothing_else_changes(fou
     assert (refusal.kind, refusal.actor, refusal.task_id) == ("action_refused", "qiang.li", approval)
     assert refusal.data["rule"] == "not_same_as" and refusal.data["action"] == "claim"
     assert four_eyes_db.run(audit.verify).ok
+
+
+def test_verifying_one_instance_checks_its_pinned_definition(gateway_db):
+    instance_id = _run_small_request(gateway_db)
+    with gateway_db.engine.begin() as conn:
+        conn.execute(update(store.DefinitionRow).values(manifest={"tampered": True}))
+    [problem] = _problems(gateway_db, instance_id)
+    assert problem.startswith("system history: definition gateway_condition v1: its stored files no longer match")
