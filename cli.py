@@ -546,7 +546,7 @@ def audit_replay(ctx: Context, instance_id: int | None, replay_all: bool, as_jso
         if replay_all:
             diverging = sum(not r.match for r in results)
             summary = Table(title="Replay summary", title_justify="left")
-            for column in ("instances", "MATCH", "diverge", "events replayed"):
+            for column in ("instances", "MATCH", "diverge", "events checked"):
                 summary.add_column(column)
             summary.add_row(str(len(results)), str(len(results) - diverging), str(diverging),
                             str(sum(r.events for r in results)))

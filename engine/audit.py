@@ -11,6 +11,7 @@ and the instance row's head (``last_seq``/``last_hash``) shows events removed fr
 import hashlib
 import itertools
 import json
+from functools import partial
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -125,10 +126,14 @@ def run(db: Database, work: Callable[[Session], T]) -> T:
     try:
         return db.run(work)
     except Refusal as refusal:
-        db.run(lambda session: record(session, EventKind.ACTION_REFUSED, refusal.actor, refusal.at,
-                                      instance=store.get_instance(session, refusal.instance_id),
-                                      task_id=refusal.task_id, data=refusal.details))
+        db.run(partial(_record_refusal, refusal=refusal))
         raise
+
+
+def _record_refusal(session: Session, refusal: Refusal) -> EventRow:
+    return record(session, EventKind.ACTION_REFUSED, refusal.actor, refusal.at,
+                  instance=store.get_instance(session, refusal.instance_id), task_id=refusal.task_id,
+                  data=refusal.details)
 
 
 # --- verification ----------------------------------------------------------------------------

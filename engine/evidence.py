@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from . import audit, evidence_page, replay, runtime, store
+from . import audit, corrections, evidence_page, replay, runtime, store
 from .audit import EventKind
 from .errors import EngineError
 
@@ -71,15 +71,15 @@ def collect(session: Session, instance_id: int, actor: str, now: datetime) -> di
 def _submitted(session: Session, task, definition, rows) -> dict[str, Any]:
     """One completed task's form: labels, submitted values, corrections and the values as they stand."""
     form = definition.forms[task.form_key]
-    corrections = [{"seq": e.seq, "at": _iso(e.at), "actor": e.actor, "reason": e.data["reason"],
+    fixes = [{"seq": e.seq, "at": _iso(e.at), "actor": e.actor, "reason": e.data["reason"],
                     "changes": e.data["changes"]}
                    for e in rows if e.kind == EventKind.DATA_CORRECTED.value and e.task_id == task.id]
     return {"task_id": task.id, "task": task.name, "title": task.title, "department": task.department,
             "form": form.key, "form_title": form.title, "completed_by": task.completed_by,
             "completed_at": _iso(task.completed_at),
             "labels": {f.name: f.label for f in form.fields},
-            "submitted": task.data, "corrections": corrections,
-            "current": runtime.submitted_data(session, task)}
+            "submitted": task.data, "corrections": fixes,
+            "current": corrections.submitted_data(session, task)}
 
 
 def write(pack: dict[str, Any], out: Path) -> list[Path]:

@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 from SpiffWorkflow.bpmn import BpmnWorkflow
 from SpiffWorkflow.util.task import TaskState
 
-from . import definitions, runtime, store
+from . import corrections, definitions, runtime, store
 from .audit import EventKind, as_recorded
 from .definitions import Definition
 from .errors import EngineError
@@ -181,7 +181,7 @@ def _unclaimed(run: _Run, event: EventRow) -> None:
 
 
 def _corrected(run: _Run, event: EventRow) -> None:
-    runtime.apply_correction(run.workflow, event.data["changes"])
+    corrections.apply_correction(run.workflow, event.data["changes"])
 
 
 def _cancelled(run: _Run, event: EventRow) -> None:

@@ -1,4 +1,4 @@
-"""Runtime: start instances, claim and complete their tasks, correct submitted data, run the engine, cancel.
+"""Runtime: start instances, claim and complete their tasks, run the engine, cancel.
 
 Each public function here is one user command. It takes a Session and ``now``, checks everything
 before it changes anything, and leaves the caller to commit: the instance's new state, its human
@@ -302,7 +302,8 @@ def start(session: Session, process_key: str, actor: str, now: datetime, data: d
     return instance
 
 
-def _task_label(task: TaskRow) -> str:
+def task_label(task: TaskRow) -> str:
+    """How messages name a task: ``task 7 'Review complaint' of instance 3``."""
     return f"task {task.id} '{task.title}' of instance {task.instance_id}"
 
 
@@ -310,20 +311,20 @@ def _active_task(session: Session, task_id: int, action: str) -> TaskRow:
     task = store.get_task(session, task_id)
     if task.status not in ACTIVE_TASK:
         by = f" by {task.completed_by} at {task.completed_at:%Y-%m-%d %H:%M}" if task.completed_by else ""
-        raise InvalidTransition(f"cannot {action} {_task_label(task)}: it is already {task.status}{by}")
+        raise InvalidTransition(f"cannot {action} {task_label(task)}: it is already {task.status}{by}")
     if task.instance.status != InstanceStatus.RUNNING.value:
-        raise InvalidTransition(f"cannot {action} {_task_label(task)}: instance is {task.instance.status}")
+        raise InvalidTransition(f"cannot {action} {task_label(task)}: instance is {task.instance.status}")
     return task
 
 
 def claim(session: Session, task_id: int, actor: str, now: datetime) -> TaskRow:
     """Take an open task of one's department so colleagues see it is being handled."""
     task = _active_task(session, task_id, "claim")
-    organisation(session).check_may_act(actor, task.department, task.role, _task_label(task))
+    organisation(session).check_may_act(actor, task.department, task.role, task_label(task))
     if task.assignee:
-        raise InvalidTransition(f"cannot claim {_task_label(task)}: it is already claimed by {task.assignee}")
+        raise InvalidTransition(f"cannot claim {task_label(task)}: it is already claimed by {task.assignee}")
     _check_duties(session, task, actor, "claim", now)
-    _move(task, TaskStatus.CLAIMED, f"claim {_task_label(task)}")
+    _move(task, TaskStatus.CLAIMED, f"claim {task_label(task)}")
     task.assignee = actor
     _touch(task.instance, now)
     audit.record(session, EventKind.TASK_CLAIMED, actor, now, instance=task.instance, task_id=task.id,
@@ -337,11 +338,11 @@ def unclaim(session: Session, task_id: int, actor: str, now: datetime) -> TaskRo
     org = organisation(session)
     org.user(actor)
     if task.assignee is None:
-        raise InvalidTransition(f"cannot unclaim {_task_label(task)}: nobody has claimed it")
+        raise InvalidTransition(f"cannot unclaim {task_label(task)}: nobody has claimed it")
     if actor not in (task.assignee, org.department(task.department).head):
-        raise Forbidden(f"cannot unclaim {_task_label(task)}: it is claimed by {task.assignee}; "
+        raise Forbidden(f"cannot unclaim {task_label(task)}: it is claimed by {task.assignee}; "
                         f"only they or the head of '{task.department}' may release it")
-    _move(task, TaskStatus.OPEN, f"unclaim {_task_label(task)}")
+    _move(task, TaskStatus.OPEN, f"unclaim {task_label(task)}")
     previous, task.assignee = task.assignee, None
     _touch(task.instance, now)
     audit.record(session, EventKind.TASK_UNCLAIMED, actor, now, instance=task.instance, task_id=task.id,
@@ -366,7 +367,7 @@ def _check_duties(session: Session, task: TaskRow, actor: str, action: str, now:
         return
     for done in store.tasks_of_instance(session, task.instance_id, (TaskStatus.COMPLETED.value,)):
         if done.name in conflicts and done.completed_by == actor:
-            raise Refusal(f"cannot {action} {_task_label(task)}: '{actor}' did '{done.title}' (task {done.id}) "
+            raise Refusal(f"cannot {action} {task_label(task)}: '{actor}' did '{done.title}' (task {done.id}) "
                           f"in this instance, and the procedure requires a different person (separation of duties)",
                           task.instance_id, task.id, actor, now,
                           {"action": action, "task": task.name, "rule": "not_same_as",
@@ -384,9 +385,9 @@ def complete(session: Session, task_id: int, actor: str, now: datetime, data: di
     """
     task = _active_task(session, task_id, "complete")
     org = organisation(session)
-    org.check_may_act(actor, task.department, task.role, _task_label(task))
+    org.check_may_act(actor, task.department, task.role, task_label(task))
     if task.assignee and task.assignee != actor:
-        raise Forbidden(f"cannot complete {_task_label(task)}: it is claimed by {task.assignee}")
+        raise Forbidden(f"cannot complete {task_label(task)}: it is claimed by {task.assignee}")
     _check_duties(session, task, actor, "complete", now)
     instance = task.instance
     definition, workflow = load_workflow(instance)
@@ -394,14 +395,14 @@ def complete(session: Session, task_id: int, actor: str, now: datetime, data: di
     spiff_task = workflow.get_task_from_id(UUID(task.spiff_id))
     if spiff_task is None or spiff_task.state != TaskState.READY or not spiff_task.task_spec.manual:
         state = TaskState.get_name(spiff_task.state) if spiff_task is not None else "missing"
-        raise InvalidTransition(f"cannot complete {_task_label(task)}: the workflow has it {state}, not READY")
+        raise InvalidTransition(f"cannot complete {task_label(task)}: the workflow has it {state}, not READY")
     info = rules_of(task)
     if info.signature:
         signatures.authenticate(session, task, actor, password, now)
     before = {t.id: t.state for t in all_tasks(workflow)}
     spiff_task.data.update(clean)
     spiff_task.run()
-    _move(task, TaskStatus.COMPLETED, f"complete {_task_label(task)}")
+    _move(task, TaskStatus.COMPLETED, f"complete {task_label(task)}")
     task.assignee = task.assignee or actor
     task.completed_at, task.completed_by, task.data = now, actor, clean
     completion = audit.record(session, EventKind.TASK_COMPLETED, actor, now, instance=instance, task_id=task.id,
@@ -410,75 +411,6 @@ def complete(session: Session, task_id: int, actor: str, now: datetime, data: di
         signatures.sign(session, instance, task, completion, actor, org.user(actor).label,
                         signatures.meaning(info, clean), now)
     _advance(session, instance, definition, workflow, actor, now, before)
-    return task
-
-
-def submitted_data(session: Session, task: TaskRow) -> dict[str, Any]:
-    """A completed task's data as it stands: what was submitted, with every later correction applied."""
-    data = dict(task.data or {})
-    for event in store.events_of(session, task.instance_id):
-        if event.kind == EventKind.DATA_CORRECTED.value and event.task_id == task.id:
-            _apply_changes(data, event.data["changes"])
-    return data
-
-
-def _apply_changes(data: dict[str, Any], changes: dict[str, dict]) -> None:
-    for name, change in changes.items():
-        if change["new"] is None:
-            data.pop(name, None)
-        else:
-            data[name] = change["new"]
-
-
-def apply_correction(workflow: BpmnWorkflow, changes: dict[str, dict]) -> None:
-    """Carry corrected values into the workflow's live data: what later steps and ``show`` will see.
-
-    Steps already taken are not re-run (the record of what happened stays as it happened); the
-    corrected values reach the waiting and ready tasks, the latest step's data, and the final
-    data of an ended workflow.
-    """
-    live = [t for t in all_tasks(workflow) if t.state in (TaskState.READY, TaskState.WAITING, TaskState.STARTED)]
-    if workflow.last_task is not None:
-        live.append(workflow.last_task)
-    for task in live:
-        _apply_changes(task.data, changes)
-    if workflow.is_completed():
-        _apply_changes(workflow.data, changes)
-
-
-def correct(session: Session, task_id: int, actor: str, now: datetime, values: dict[str, Any],
-            reason: str) -> TaskRow:
-    """Correct a completed task's submitted data: a new event with the reason, old and new values.
-
-    Nothing is overwritten: the task's submitted data and its completion event stay as they were;
-    the correction is its own event, and the corrected values reach the workflow's live data (see
-    :func:`apply_correction`). The task's completer or the head of its department may correct it;
-    the corrected whole must still satisfy the form.
-    """
-    task = store.get_task(session, task_id)
-    org = organisation(session)
-    org.user(actor)
-    if task.status != TaskStatus.COMPLETED.value:
-        raise InvalidTransition(f"cannot correct {_task_label(task)}: it is {task.status}; only submitted data "
-                                f"can be corrected")
-    if actor not in (task.completed_by, org.department(task.department).head):
-        raise Forbidden(f"cannot correct {_task_label(task)}: only its completer ({task.completed_by}) or the head "
-                        f"of '{task.department}' may")
-    if not reason.strip():
-        raise InvalidTransition(f"cannot correct {_task_label(task)}: give a reason")
-    instance = task.instance
-    definition, workflow = load_workflow(instance)
-    current = submitted_data(session, task)
-    clean = definition.forms[task.form_key].validate({**current, **values})
-    changes = {name: {"old": current.get(name), "new": clean.get(name)} for name in values
-               if clean.get(name) != current.get(name)}
-    if not changes:
-        raise InvalidTransition(f"cannot correct {_task_label(task)}: the values given are the ones it has")
-    apply_correction(workflow, changes)
-    instance.state = snapshot.dump(workflow)
-    instance.updated_at = now
-    audit.record(session, EventKind.DATA_CORRECTED, actor, now, instance=instance, task_id=task.id,
-                 data={"task": task.name, "form": task.form_key, "reason": reason, "changes": changes})
     return task
 
 
@@ -496,7 +428,7 @@ def cancel(session: Session, instance_id: int, actor: str, now: datetime, reason
     # The cause is recorded before its consequences, so a replay meets the cancellation first.
     audit.record(session, EventKind.INSTANCE_CANCELLED, actor, now, instance=instance, data={"reason": reason})
     for task in store.tasks_of_instance(session, instance_id, ACTIVE_TASK):
-        _move(task, TaskStatus.CANCELLED, f"cancel {_task_label(task)}")
+        _move(task, TaskStatus.CANCELLED, f"cancel {task_label(task)}")
         audit.record(session, EventKind.TASK_CANCELLED, actor, now, instance=instance, task_id=task.id,
                      data={"task": task.name})
     _, workflow = load_workflow(instance)

@@ -3,7 +3,7 @@
 import pytest
 from sqlalchemy import update
 
-from conftest import T0, at, fingerprint, four_eyes_db, run_to_approval, tamper  # noqa: F401 (fixture)
+from conftest import T0, at, fingerprint, run_to_approval, tamper
 from engine import audit, runtime, signatures, store
 from engine.errors import Refusal
 from engine.store import EventRow

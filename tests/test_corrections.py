@@ -3,7 +3,7 @@
 import pytest
 
 from conftest import T0, at, fingerprint
-from engine import audit, replay, runtime, store
+from engine import audit, corrections, replay, runtime, store
 from engine.errors import Forbidden, FormError, InvalidTransition
 
 
@@ -18,7 +18,7 @@ def _reviewed(db):
 
 
 def _correct(db, task_id, values, actor="li.zhou", reason="typo in the request"):
-    return db.run(lambda s: runtime.correct(s, task_id, actor, at(3), values, reason))
+    return db.run(lambda s: corrections.correct(s, task_id, actor, at(3), values, reason))
 
 
 def test_correction_records_reason_old_and_new_values(gateway_db):
@@ -36,7 +36,7 @@ def test_correction_overwrites_nothing_submitted(gateway_db):
     assert gateway_db.run(lambda s: store.get_task(s, request).data) == {"amount": 50, "note": "rush"}
     completion = [e for e in gateway_db.run(lambda s: audit.history(s, instance_id)) if e.kind == "task_completed"][0]
     assert completion.data["data"]["note"] == "rush"
-    assert gateway_db.run(lambda s: runtime.submitted_data(s, store.get_task(s, request)))["note"] == "urgent"
+    assert gateway_db.run(lambda s: corrections.submitted_data(s, store.get_task(s, request)))["note"] == "urgent"
 
 
 def test_corrected_value_reaches_the_live_data_and_replay_still_matches(gateway_db):

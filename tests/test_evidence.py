@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from conftest import ROOT, T0, at, four_eyes_db, run_to_approval, tamper  # noqa: F401 (fixture)
+from conftest import ROOT, T0, at, run_to_approval, tamper
 from engine import demo, evidence, runtime
 from engine.errors import EngineError
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from conftest import ORG_FILE, ROOT, T0, at, deploy_fixture, four_eyes_db, run_to_approval  # noqa: F401
+from conftest import ORG_FILE, ROOT, T0, at, deploy_fixture, run_to_approval
 from engine import audit, demo, runtime, store
 from engine.errors import DefinitionError, Refusal
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from conftest import SIGNED_APPROVAL, T0, at, deploy_fixture, fingerprint, four_eyes_db, run_to_approval  # noqa: F401
+from conftest import T0, at, deploy_fixture, fingerprint, run_to_approval
 from engine import audit, runtime, signatures, store
 from engine.errors import DefinitionError, Forbidden, FormError, Refusal
 
