@@ -220,3 +220,10 @@ def test_task_shows_its_signature_and_separation_of_duties(deployed):
     assert code == 0
     assert "Electronic signature: field:capa_decision" in out
     assert "Separation of duties: not by whoever did cause_analysis in this instance" in out
+
+
+def test_set_password_asks_twice_without_echoing(deployed, monkeypatch):
+    monkeypatch.delenv("QPROC_NEW_PASSWORD", raising=False)
+    result = CliRunner().invoke(main, ["--db", deployed.url, "--as", "jian.tang", "user", "set-password"],
+                                input="mr-signature-1\nmr-signature-1\n")
+    assert result.exit_code == 0 and "is set" in result.output and "mr-signature-1" not in result.output
