@@ -7,6 +7,13 @@ and run against the task data with only a small, explicit set of names available
 other Python built-in (``open``, ``eval``, ``getattr``, ``globals``, ...) are refused with a
 :class:`SandboxViolation` whose message says what was refused and why, before anything runs.
 
+Expressions never see the wall clock. Inside a command they get ``now``, the command's injected
+time (aware, UTC), and ``deadline(duration, working=False)``, the ISO 8601 moment a duration after
+``now`` in calendar or working time (for timer dates such as ``deadline("P2D", working=True)``).
+Any attribute named ``now``, ``utcnow`` or ``today`` (``datetime.now()``, ``date.today()``, or the
+same through an alias) is refused when compiled: every attribute access goes through the compiled
+code's attribute nodes, so checking them catches every route to the wall clock.
+
 Nothing here limits CPU time or memory: an expression can still loop or allocate for a long time.
 """
 
@@ -25,6 +32,9 @@ from RestrictedPython.Guards import (
 )
 from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine
 from SpiffWorkflow.bpmn.script_engine.python_environment import BasePythonScriptEngineEnvironment
+
+from . import clock
+from .calendars import CALENDAR, WORKING
 
 
 class SandboxViolation(Exception):
@@ -51,6 +61,20 @@ _INPLACE_OPERATORS = {
 def _inplacevar(op, target, value):
     """RestrictedPython rewrites ``x += y`` to ``x = _inplacevar_('+=', x, y)``."""
     return _INPLACE_OPERATORS[op](target, value)
+
+
+_WALL_CLOCK = frozenset({"now", "utcnow", "today"})
+_WALL_CLOCK_ADVICE = "reads the wall clock; qproc expressions use the variable 'now', the engine's clock"
+
+
+def _deadline(duration: str, working: bool = False) -> str:
+    """The ISO 8601 moment ``duration`` after the command's ``now``, in calendar or working time."""
+    return clock.calendar().add(clock.now(), duration, WORKING if working else CALENDAR).isoformat()
+
+
+def _clock_names() -> dict:
+    """The names that depend on the running command: ``now`` and ``deadline`` (none outside a command)."""
+    return {"now": clock.now(), "deadline": _deadline} if clock.is_set() else {}
 
 
 _HARMLESS_BUILTINS = (
@@ -101,6 +125,8 @@ def _violations(source, mode, tree):
             name = node.attr
         else:
             name = ""
+        if isinstance(node, ast.Attribute) and name in _WALL_CLOCK:
+            yield f"{_subject(source, mode, node)} uses {name!r}, which {_WALL_CLOCK_ADVICE}"
         if name.startswith("_") and name != "_":
             yield (f"{_subject(source, mode, node)} uses {name!r}: "
                    "names starting with '_' are not allowed in qproc expressions")
@@ -149,6 +175,18 @@ def check_expression(source: str, mode: str) -> list[str]:
         return [f"{_subject(source, mode)} is not valid Python: {error.msg}{where}"]
 
 
+def data_names(source: str) -> set[str]:
+    """The names an expression reads from the task data: every name it uses that the sandbox does not provide.
+
+    ``now`` and ``deadline`` count as provided; names bound inside the expression (comprehension
+    variables) are left out. ``source`` must compile (see :func:`check_expression`).
+    """
+    tree = ast.parse(source.lstrip(" \t"), mode="eval")
+    read = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    bound = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+    return read - bound - _BUILTINS.keys() - {"now", "deadline"}
+
+
 class SandboxEnvironment(BasePythonScriptEngineEnvironment):
     """A SpiffWorkflow script environment that runs every expression and script in the sandbox.
 
@@ -160,7 +198,8 @@ class SandboxEnvironment(BasePythonScriptEngineEnvironment):
     def evaluate(self, expression, context, external_context=None):
         """Return the value of ``expression`` over ``context`` (the task data) and ``external_context``."""
         code = _restricted_code(expression, "eval")
-        namespace = {**self.globals, **(external_context or {}), **context, "__builtins__": _BUILTINS}
+        namespace = {**self.globals, **(external_context or {}), **context,
+                     "__builtins__": {**_BUILTINS, **_clock_names()}}
         return eval(code, namespace)
 
     def execute(self, script, context, external_context=None):
@@ -174,7 +213,7 @@ class SandboxEnvironment(BasePythonScriptEngineEnvironment):
         clashes = helpers.keys() & context.keys()
         if clashes:
             raise ValueError(f"task data {sorted(clashes)} has the name of a predefined function; rename it")
-        context.update(helpers, __builtins__=_BUILTINS)
+        context.update(helpers, __builtins__={**_BUILTINS, **_clock_names()})
         try:
             exec(code, context)
         finally:

@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=timezone.utc)
 ORG_FILE = ROOT / "org.yaml"
+CALENDAR_FILE = ROOT / "calendar.yaml"
 
 
 @pytest.fixture(autouse=True)
