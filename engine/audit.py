@@ -34,6 +34,7 @@ class EventKind(str, Enum):
 
     DEFINITION_DEPLOYED = "definition_deployed"
     ORGANISATION_LOADED = "organisation_loaded"
+    CALENDAR_LOADED = "calendar_loaded"
     INSTANCE_STARTED = "instance_started"
     TASK_CREATED = "task_created"
     TASK_CLAIMED = "task_claimed"
@@ -47,6 +48,9 @@ class EventKind(str, Enum):
     DATA_CORRECTED = "data_corrected"    # submitted data corrected: old and new values, and why
     ACTION_REFUSED = "action_refused"    # a claim or completion refused by a rule the history must show
     PASSWORD_SET = "password_set"        # a user set their signature password (system chain; no secret)
+    TIMER_FIRED = "timer_fired"                      # an input: the worker fired a due timer {timer, due}
+    TASK_OVERDUE_NOTIFIED = "task_overdue_notified"  # an overdue task's owner was reminded
+    TASK_ESCALATED = "task_escalated"                # an overdue task got a new owner {level, from, to, reason}
 
 
 def canonical(value: Any) -> str:

@@ -26,8 +26,7 @@ from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
-
+from . import yamlfile
 from .errors import DefinitionError
 
 _DURATION = re.compile(
@@ -212,12 +211,7 @@ class BusinessCalendar:
     @classmethod
     def from_yaml(cls, text: str, file_name: str = "calendar.yaml") -> "BusinessCalendar":
         """Parse ``calendar.yaml`` text; raises DefinitionError with the file (and line for YAML syntax errors)."""
-        try:
-            raw = yaml.safe_load(text)
-        except yaml.YAMLError as err:
-            mark = getattr(err, "problem_mark", None)
-            raise DefinitionError(f"invalid YAML: {getattr(err, 'problem', err)}", file_name,
-                                  mark.line + 1 if mark else None) from err
+        raw = yamlfile.parse(text, file_name)
         return cls.from_dict(raw, file_name)
 
     def to_dict(self) -> dict:

@@ -8,8 +8,7 @@ whether a user may act on a task routed to a department (optionally as its head)
 import re
 from dataclasses import dataclass
 
-import yaml
-
+from . import yamlfile
 from .errors import DefinitionError, Forbidden, NotFound
 
 HEAD_ROLE = "head"
@@ -102,12 +101,7 @@ class Organisation:
     @classmethod
     def from_yaml(cls, text: str, file_name: str = "org.yaml") -> "Organisation":
         """Parse ``org.yaml`` text; raises DefinitionError with the file (and line for YAML syntax errors)."""
-        try:
-            raw = yaml.safe_load(text)
-        except yaml.YAMLError as err:
-            mark = getattr(err, "problem_mark", None)
-            raise DefinitionError(f"invalid YAML: {getattr(err, 'problem', err)}", file_name,
-                                  mark.line + 1 if mark else None) from err
+        raw = yamlfile.parse(text, file_name)
         return cls.from_dict(raw, file_name)
 
     def to_dict(self) -> dict:

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
-import yaml
 
+from . import yamlfile
 from .errors import DefinitionError, FormError
 
 FIELD_TYPES = ("text", "number", "integer", "date", "datetime", "choice", "multi-choice", "boolean")
@@ -155,12 +155,7 @@ class Form:
     @classmethod
     def from_yaml(cls, text: str, file_name: str) -> "Form":
         """Parse and check a form file; raises DefinitionError naming the file (and line, for YAML syntax)."""
-        try:
-            raw = yaml.safe_load(text)
-        except yaml.YAMLError as err:
-            mark = getattr(err, "problem_mark", None)
-            raise DefinitionError(f"invalid YAML: {getattr(err, 'problem', err)}", file_name,
-                                  mark.line + 1 if mark else None) from err
+        raw = yamlfile.parse(text, file_name)
         try:
             return cls._from_dict(raw)
         except (ValueError, TypeError, KeyError, AttributeError) as err:

@@ -1,12 +1,17 @@
 """Replay: re-execute an instance from its pinned definition and recorded inputs, and compare.
 
-An instance's history holds two kinds of events. *Inputs* are what people (and, once timers
-land, the clock) gave the instance: ``instance_started`` with its data, ``task_completed`` with
-the submitted data, actor and time, ``data_corrected``, ``instance_cancelled``, and the claims
-that only touch task rows. *Outputs* are what the engine did in response: ``step_completed``
+An instance's history holds two kinds of events. *Inputs* are what people and the clock gave
+the instance: ``instance_started`` with its data, ``task_completed`` with the submitted data,
+actor and time, ``timer_fired`` (a timer and its due time), ``data_corrected``,
+``instance_cancelled``, and the claims that only touch task rows. *Outputs* are what the engine did in response: ``step_completed``
 (automatic steps; a gateway's decision is its ``next``), ``task_created``, ``task_cancelled``,
 ``instance_completed``. Other events (signatures, refusals) neither drive nor follow from the
-workflow and are skipped.
+workflow and are skipped, as are escalation events (``task_overdue_notified``, ``task_escalated``),
+which change a task's owner, never the workflow.
+
+Every input is replayed at its recorded time (the engine's injected clock) and with the business
+calendar in force then, so timers and deadlines come out as they did. The timers due at one moment
+fire together: consecutive ``timer_fired`` events at the same time are one firing.
 
 :func:`replay` starts a fresh workflow on the pinned definition (after checking that its stored
 files still hash to its content hash), feeds it the inputs in order, dispatching on the event
@@ -28,7 +33,7 @@ from sqlalchemy.orm import Session
 from SpiffWorkflow.bpmn import BpmnWorkflow
 from SpiffWorkflow.util.task import TaskState
 
-from . import corrections, definitions, runtime, store
+from . import clock, corrections, definitions, runtime, store
 from .audit import EventKind, as_recorded
 from .definitions import Definition
 from .errors import EngineError
@@ -80,7 +85,10 @@ class _Run:
 
     instance_id: int
     definition: Definition
+    calendar: Callable[[datetime], Any]
     workflow: BpmnWorkflow | None = None
+    started_at: datetime | None = None
+    fired_at: datetime | None = None  # the time of the firing the last timer_fired events belong to
     status: str = InstanceStatus.RUNNING.value
     tasks: list[_Task] = field(default_factory=list)
     by_id: dict[int, _Task] = field(default_factory=dict)
@@ -128,7 +136,7 @@ def _replay(session: Session, instance: InstanceRow, events: list[EventRow]) -> 
     if definitions.content_hash(row.artifacts, row.manifest) != row.content_hash:
         raise _Divergence(f"definition {row.process_key} v{row.version} no longer matches its content hash "
                           f"{row.content_hash[:12]}: its stored files were altered")
-    run = _Run(instance.id, runtime.definition_of(row))
+    run = _Run(instance.id, runtime.definition_of(row), lambda at: runtime.business_calendar(session, at))
     for event in events:
         if event.definition_hash != row.content_hash:
             raise _Divergence(f"event #{event.seq} {event.kind} was recorded under definition "
@@ -139,8 +147,11 @@ def _replay(session: Session, instance: InstanceRow, events: list[EventRow]) -> 
         if drives and run.workflow is None and event.kind != EventKind.INSTANCE_STARTED.value:
             raise _Divergence(f"event #{event.seq} {event.kind} comes before the instance was started")
         if handler is not None:
-            _nothing_pending(run, event)
-            handler(run, event)
+            if not _joins_previous(run, event):
+                _nothing_pending(run, event)
+            with clock.running_at(event.at, lambda at=event.at: run.calendar(at)):
+                handler(run, event)
+            run.fired_at = event.at if event.kind == EventKind.TIMER_FIRED.value else None
         elif event.kind in _OUTPUTS:
             _meet(run, event)
     if run.workflow is None:
@@ -152,8 +163,29 @@ def _replay(session: Session, instance: InstanceRow, events: list[EventRow]) -> 
 # --- inputs ----------------------------------------------------------------------------------
 
 def _started(run: _Run, event: EventRow) -> None:
-    run.workflow = runtime.new_workflow(run.definition, event.data["data"])
+    run.workflow, run.started_at = runtime.new_workflow(run.definition, event.data["data"]), event.at
     _advance(run, event, before={})
+
+
+def _joins_previous(run: _Run, event: EventRow) -> bool:
+    """Whether an input belongs with the one before it: a further timer of the same firing, or the
+    start timer that started an instance (recorded after ``instance_started``; it drives nothing)."""
+    if event.kind != EventKind.TIMER_FIRED.value:
+        return False
+    start_timer = run.definition.start_timer
+    return run.fired_at == event.at or bool(start_timer and event.data["timer"] == start_timer["event"])
+
+
+def _timer_fired(run: _Run, event: EventRow) -> None:
+    """Fire the timers due at the event's time (once for all the timer_fired events of one firing)."""
+    if _joins_previous(run, event):
+        return
+    due = runtime.due_timers(run.workflow, event.at)
+    if event.data not in due:
+        raise _Divergence(f"event #{event.seq} fires timer '{event.data['timer']}' due {event.data['due']}; "
+                          f"the replayed workflow has due then: {', '.join(d['timer'] for d in due) or 'none'}")
+    before = {t.id: t.state for t in runtime.all_tasks(run.workflow)}
+    _advance(run, event, before, refresh_timers=True)
 
 
 def _completed(run: _Run, event: EventRow) -> None:
@@ -199,13 +231,14 @@ _INPUTS: dict[str, Callable[[_Run, EventRow], None]] = {
     EventKind.TASK_UNCLAIMED.value: _unclaimed,
     EventKind.DATA_CORRECTED.value: _corrected,
     EventKind.INSTANCE_CANCELLED.value: _cancelled,
+    EventKind.TIMER_FIRED.value: _timer_fired,
 }
 
 
-def _advance(run: _Run, event: EventRow, before: dict) -> None:
+def _advance(run: _Run, event: EventRow, before: dict, refresh_timers: bool = False) -> None:
     """What the runtime's ``_advance`` does, producing expected outputs instead of rows and events."""
     try:
-        runtime.run_engine(run.instance_id, run.workflow)
+        runtime.run_engine(run.instance_id, run.workflow, refresh_timers)
     except EngineError as err:
         raise _Divergence(f"replaying event #{event.seq} {event.kind} failed: {err}") from None
     for step in runtime.automatic_steps(run.workflow, before):
@@ -217,9 +250,13 @@ def _advance(run: _Run, event: EventRow, before: dict) -> None:
         run.expected.append((EventKind.TASK_CANCELLED.value, {"task": active[spiff_id].name}, active[spiff_id]))
     for spiff_id, spiff_task in new.items():
         info = runtime.task_info(run.definition, spiff_task)
+        try:
+            due, _ = runtime.task_deadline(run.instance_id, run.definition, info, spiff_task, event.at, run.started_at)
+        except EngineError as err:
+            raise _Divergence(f"replaying event #{event.seq} {event.kind} failed: {err}") from None
         task = _Task(name=info.bpmn_id, spiff_id=spiff_id)
         run.tasks.append(task)
-        run.expected.append((EventKind.TASK_CREATED.value, runtime.task_created_data(info), task))
+        run.expected.append((EventKind.TASK_CREATED.value, runtime.task_created_data(info, due), task))
     if run.workflow.is_completed():
         run.status = InstanceStatus.COMPLETED.value
         run.expected.append((EventKind.INSTANCE_COMPLETED.value, {"data": runtime.current_data(run.workflow)}, None))

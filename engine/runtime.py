@@ -7,8 +7,9 @@ holds the status vocabularies, the table of allowed moves, and the one function 
 status.
 """
 
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -16,16 +17,21 @@ from uuid import UUID
 
 from sqlalchemy.orm import Session
 from SpiffWorkflow.bpmn import BpmnWorkflow
+from SpiffWorkflow.bpmn.specs.control import BoundaryEventSplit
+from SpiffWorkflow.bpmn.specs.event_definitions.timer import (CycleTimerEventDefinition,
+                                                              DurationTimerEventDefinition, TimerEventDefinition)
+from SpiffWorkflow.bpmn.specs.mixins.events.intermediate_event import BoundaryEvent
 from SpiffWorkflow.exceptions import WorkflowException
 from SpiffWorkflow.util.task import TaskState
 
-from . import audit, definitions, signatures, snapshot, store
+from . import audit, clock, deadlines, definitions, schedules, signatures, snapshot, store
 from .audit import EventKind
+from .calendars import BusinessCalendar, DurationError
 from .definitions import Definition, UserTaskInfo
 from .directory import Organisation
-from .errors import DefinitionError, ExpressionError, Forbidden, InvalidTransition, NotFound, Refusal
+from .errors import DefinitionError, EngineError, ExpressionError, Forbidden, InvalidTransition, NotFound, Refusal
 from .sandbox import make_script_engine
-from .store import DefinitionRow, InstanceRow, OrganisationRow, TaskRow
+from .store import CalendarRow, DefinitionRow, InstanceRow, OrganisationRow, ScheduleRow, TaskRow
 
 SYSTEM_ACTOR = "qproc"
 
@@ -72,6 +78,7 @@ def _move(row: InstanceRow | TaskRow, new: InstanceStatus | TaskStatus, what: st
 
 _definitions: dict[str, Definition] = {}
 _organisations: dict[str, Organisation] = {}
+_calendars: dict[str, BusinessCalendar] = {}
 _SCRIPT_ENGINE = make_script_engine()
 
 
@@ -83,31 +90,61 @@ def definition_of(row: DefinitionRow) -> Definition:
     return found
 
 
-def organisation(session: Session) -> Organisation:
-    """The organisation in force; raises NotFound when none has been loaded yet."""
-    row = store.current_organisation(session)
+def _in_force(row, cache: dict, build, missing: str):
+    """The object built from a loaded file's stored content (built once per content), NotFound when none is loaded."""
     if row is None:
-        raise NotFound("no organisation is loaded yet: run 'qproc org load org.yaml'")
+        raise NotFound(missing)
     key = audit.canonical(row.content)
-    found = _organisations.get(key)
+    found = cache.get(key)
     if found is None:
-        found = _organisations[key] = Organisation.from_dict(row.content)
+        found = cache[key] = build(row.content)
     return found
 
 
-# --- organisation and deployment -------------------------------------------------------------
+def organisation(session: Session) -> Organisation:
+    """The organisation in force; raises NotFound when none has been loaded yet."""
+    return _in_force(store.current_organisation(session), _organisations, Organisation.from_dict,
+                     "no organisation is loaded yet: run 'qproc org load org.yaml'")
+
+
+def business_calendar(session: Session, at: datetime | None = None) -> BusinessCalendar:
+    """The business calendar in force (at ``at``, when given); raises NotFound when none was loaded by then."""
+    return _in_force(store.current_calendar(session, at), _calendars, BusinessCalendar.from_dict,
+                     "no business calendar is loaded yet: run 'qproc calendar load calendar.yaml'")
+
+
+def command_clock(session: Session, now: datetime) -> AbstractContextManager:
+    """The clock a command runs Spiff and expressions under: ``now``, and the calendar in force when asked."""
+    return clock.running_at(now, lambda: business_calendar(session))
+
+
+# --- organisation, calendar and deployment ---------------------------------------------------
+
+def _read(path: Path, what: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise NotFound(f"cannot read {what} file {path}: {err.strerror}") from None
+
 
 def load_organisation(session: Session, path: Path, actor: str, now: datetime) -> Organisation:
     """Validate an organisation file and put it in force; recorded in the system history."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as err:
-        raise NotFound(f"cannot read organisation file {path}: {err.strerror}") from None
-    org = Organisation.from_yaml(text, str(path))
+    org = Organisation.from_yaml(_read(path, "organisation"), str(path))
     store.add_organisation(session, OrganisationRow(loaded_at=now, loaded_by=actor, content=org.to_dict()))
     audit.record(session, EventKind.ORGANISATION_LOADED, actor, now,
                  data={"file": path.name, "departments": len(org.departments), "users": len(org.users)})
     return org
+
+
+def load_calendar(session: Session, path: Path, actor: str, now: datetime) -> BusinessCalendar:
+    """Validate a business calendar file and put it in force; recorded in the system history."""
+    calendar = BusinessCalendar.from_yaml(_read(path, "calendar"), str(path))
+    store.add_calendar(session, CalendarRow(loaded_at=now, loaded_by=actor, content=calendar.to_dict()))
+    years = sorted({day.year for day in calendar.holidays})
+    audit.record(session, EventKind.CALENDAR_LOADED, actor, now,
+                 data={"file": path.name, "name": calendar.name, "timezone": calendar.zone_name,
+                       "holiday_years": years, "holidays": len(calendar.holidays), "workdays": len(calendar.workdays)})
+    return calendar
 
 
 @dataclass(frozen=True)
@@ -126,6 +163,8 @@ def deploy(session: Session, paths: list[Path], forms_dir: Path, actor: str, now
     """Check and deploy BPMN/DMN files: each executable process whose content is new becomes its next version.
 
     Identical content is a no-op (``created`` False). Nothing is written if any file fails its checks.
+    A process with deadlines needs a business calendar loaded; one with a timer start event gets
+    a schedule (see :mod:`engine.schedules`).
     """
     org = organisation(session)
     org.user(actor)
@@ -136,16 +175,26 @@ def deploy(session: Session, paths: list[Path], forms_dir: Path, actor: str, now
             results.append(Deployment(existing.process_key, existing.name, existing.version,
                                       existing.content_hash, created=False))
             continue
+        if any(definition.user_task(*key.split("/", 1)).due_rule.declared for key in definition.manifest["user_tasks"]):
+            business_calendar(session)
         row = store.add_definition(session, DefinitionRow(
             process_key=definition.process_key, name=definition.name,
             version=store.latest_version_number(session, definition.process_key) + 1,
             content_hash=definition.content_hash, manifest=definition.manifest, artifacts=definition.artifacts,
             deployed_at=now, deployed_by=actor))
         _definitions.setdefault(row.content_hash, definition)
-        audit.record(session, EventKind.DEFINITION_DEPLOYED, actor, now, definition_hash=row.content_hash,
-                     data={"process": row.process_key, "version": row.version, "files": sorted(row.artifacts)})
+        with command_clock(session, now):
+            schedule = schedules.deploy(session, row, definition, now)
+        data = {"process": row.process_key, "version": row.version, "files": sorted(row.artifacts)}
+        if schedule is not None:
+            data["schedule"] = {"timer": schedule.event, "next": _iso(schedule.next_due_at)}
+        audit.record(session, EventKind.DEFINITION_DEPLOYED, actor, now, definition_hash=row.content_hash, data=data)
         results.append(Deployment(row.process_key, row.name, row.version, row.content_hash, created=True))
     return results
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
 
 
 # --- running ---------------------------------------------------------------------------------
@@ -170,9 +219,14 @@ def _step_label(task) -> str:
     return f"'{spec.bpmn_name or spec.bpmn_id}' ({spec.bpmn_id})" if spec.bpmn_id else f"'{spec.name}'"
 
 
-def run_engine(instance_id: int, workflow: BpmnWorkflow) -> None:
-    """Run the workflow's automatic steps to the next wait; a failing expression becomes an ExpressionError."""
+def run_engine(instance_id: int, workflow: BpmnWorkflow, refresh_timers: bool = False) -> None:
+    """Run the workflow's automatic steps to the next wait; a failing expression becomes an ExpressionError.
+
+    With ``refresh_timers`` the timers due at the clock's ``now`` fire first. Call inside the command clock.
+    """
     try:
+        if refresh_timers:
+            workflow.refresh_timers()
         workflow.do_engine_steps()
     except WorkflowException as err:
         task = getattr(err, "task", None)
@@ -213,11 +267,135 @@ def task_info(definition: Definition, spiff_task) -> UserTaskInfo:
     return definition.user_task(spiff_task.workflow.spec.name, spiff_task.task_spec.bpmn_id)
 
 
-def task_created_data(info: UserTaskInfo) -> dict[str, Any]:
-    """What a ``task_created`` event records about a new human task."""
-    return {"task": info.bpmn_id, "title": info.title, "department": info.department, "role": info.role,
+def task_created_data(info: UserTaskInfo, due: datetime | None) -> dict[str, Any]:
+    """What a ``task_created`` event records about a new human task (its due time when it has one)."""
+    data = {"task": info.bpmn_id, "title": info.title, "department": info.department, "role": info.role,
             "form": info.form}
+    if due is not None:
+        data["due"] = due.isoformat()
+    return data
 
+
+# --- timers and deadlines --------------------------------------------------------------------
+
+def _plain(moment: datetime) -> datetime:
+    """A datetime Spiff's timer code made (of its clock's subclass) as a plain aware UTC datetime."""
+    moment = moment.astimezone(timezone.utc)
+    return datetime.combine(moment.date(), moment.time(), timezone.utc)
+
+
+def _timer_due(task) -> datetime | None:
+    """When a waiting timer task falls due (its next cycle for a cycle timer), None if it never will."""
+    timer, value = task.task_spec.event_definition, task.internal_data.get("event_value")
+    if value is None:
+        return None
+    if isinstance(timer, CycleTimerEventDefinition):
+        return _plain(datetime.fromisoformat(value["next"])) if value["cycles"] != 0 else None
+    if isinstance(timer, DurationTimerEventDefinition):
+        return _plain(TimerEventDefinition.get_datetime(value))
+    moment = TimerEventDefinition.parse_time_or_duration(value)
+    return _plain(moment) if isinstance(moment, datetime) else None
+
+
+def _waiting_timers(workflow: BpmnWorkflow) -> list[tuple[Any, datetime]]:
+    """Every waiting timer of the workflow (its called processes included) with its due time, earliest first."""
+    found = []
+    for task in workflow.event_manager.tasks.values():
+        if isinstance(task.task_spec.event_definition, TimerEventDefinition) and task.state == TaskState.WAITING:
+            due = _timer_due(task)
+            if due is not None:
+                found.append((task, due))
+    return sorted(found, key=lambda item: item[1])
+
+
+def _skip_missed_cycles(task, now: datetime) -> None:
+    """Let a cycle timer that missed several occurrences (no worker ran) fire once, for the latest of them.
+
+    Spiff would fire one missed occurrence per engine run, the later ones unrecorded; moving the
+    timer's next occurrence (its ``event_value``) up to the last one before ``now`` makes each
+    firing a single, recorded input.
+    """
+    value = task.internal_data.get("event_value")
+    if not isinstance(task.task_spec.event_definition, CycleTimerEventDefinition) or not value:
+        return
+    due, period = datetime.fromisoformat(value["next"]), timedelta(seconds=value["duration"])
+    if value["cycles"] == 0 or due >= now or not period:
+        return
+    skip = (now - due - timedelta(microseconds=1)) // period
+    if value["cycles"] > 0:
+        skip = min(skip, value["cycles"] - 1)
+        value["cycles"] -= skip
+    value["next"] = (due + skip * period).isoformat()
+
+
+def due_timers(workflow: BpmnWorkflow, now: datetime) -> list[dict]:
+    """The waiting timers due before ``now``, earliest first, as ``timer_fired`` data ({timer, due}).
+
+    A cycle timer behind by several occurrences is first moved to the latest of them (see
+    :func:`_skip_missed_cycles`); ``run_engine(..., refresh_timers=True)`` at ``now`` then fires exactly these.
+    """
+    for task, _ in _waiting_timers(workflow):
+        _skip_missed_cycles(task, now)
+    return [{"timer": task.task_spec.bpmn_id, "due": due.isoformat()}
+            for task, due in _waiting_timers(workflow) if due < now]
+
+
+def _boundary_timer_due(task) -> datetime | None:
+    """The earliest due time of the timers attached to a user task, None when it has none."""
+    split = task.parent
+    if split is None or not isinstance(split.task_spec, BoundaryEventSplit):
+        return None
+    dues = [_timer_due(t) for t in split.children if isinstance(t.task_spec, BoundaryEvent)
+            and isinstance(t.task_spec.event_definition, TimerEventDefinition) and t.state == TaskState.WAITING]
+    dues = [d for d in dues if d is not None]
+    return min(dues) if dues else None
+
+
+def task_deadline(instance_id: int, definition: Definition, info: UserTaskInfo, spiff_task, created: datetime,
+                  started: datetime) -> tuple[datetime | None, datetime | None]:
+    """A new task's due time (its own deadline or an attached timer's, whichever is earlier) and the
+    time of the first step of its escalation ladder (only for a deadline of its own). Call inside the command clock.
+    """
+    def evaluate(expression: str) -> Any:
+        try:
+            return _SCRIPT_ENGINE.environment.evaluate(expression, spiff_task.data)
+        except NameError:
+            return None  # a form field left empty: no deadline (deploy refused names no form or setting has)
+        except EngineError:
+            raise
+        except Exception as err:  # whatever the process owner's expression raises is reported, not crashed on
+            raise ExpressionError(f"instance {instance_id}: the deadline of task '{info.bpmn_id}' "
+                                  f"({expression!r}) failed: {err}") from None
+
+    rule, own = info.due_rule, None
+    if rule.declared:
+        try:
+            own = deadlines.due_time(rule, evaluate, created, started, clock.calendar())
+        except (deadlines.DeadlineError, DurationError) as err:
+            raise ExpressionError(f"instance {instance_id}: the deadline of task '{info.bpmn_id}': {err}") from None
+    timer = _boundary_timer_due(spiff_task)
+    due = min(d for d in (own, timer) if d is not None) if own or timer else None
+    ladder = definition.escalation
+    escalate = deadlines.step_time(due, ladder[0], rule.due_in, clock.calendar()) if own and ladder else None
+    return due, escalate
+
+
+def reschedule(session: Session, instance: InstanceRow, workflow: BpmnWorkflow | None = None) -> None:
+    """Store when the instance next has work due: its earliest timer or its tasks' next escalation.
+
+    With ``workflow`` the timer part is read from it; without, the stored ``timer_due_at`` stands.
+    """
+    if instance.status != InstanceStatus.RUNNING.value:
+        instance.timer_due_at = instance.next_due_at = None
+        return
+    if workflow is not None:
+        timers = _waiting_timers(workflow)
+        instance.timer_due_at = timers[0][1] if timers else None
+    candidates = [d for d in (instance.timer_due_at, store.next_escalation(session, instance.id, ACTIVE_TASK)) if d]
+    instance.next_due_at = min(candidates) if candidates else None
+
+
+# --- moving an instance on -------------------------------------------------------------------
 
 def _sync_tasks(session: Session, instance: InstanceRow, definition: Definition, workflow: BpmnWorkflow,
                 actor: str, now: datetime) -> None:
@@ -226,22 +404,23 @@ def _sync_tasks(session: Session, instance: InstanceRow, definition: Definition,
     vanished, new = task_changes(list(rows), workflow)
     for row in (rows[spiff_id] for spiff_id in vanished):
         _move(row, TaskStatus.CANCELLED, f"cancel task {row.id}")
+        row.escalate_at = None
         audit.record(session, EventKind.TASK_CANCELLED, actor, now, instance=instance, task_id=row.id,
                      data={"task": row.name})
     for spiff_id, task in new.items():
         info = task_info(definition, task)
+        due_at, escalate_at = task_deadline(instance.id, definition, info, task, now, instance.started_at)
         row = store.add_task(session, TaskRow(
             instance_id=instance.id, spiff_id=spiff_id, process=info.process, name=info.bpmn_id, title=info.title,
             department=info.department, role=info.role, form_key=info.form, status=TaskStatus.OPEN.value,
-            created_at=now))
+            created_at=now, due_at=due_at, escalate_at=escalate_at, escalation_level=0))
         audit.record(session, EventKind.TASK_CREATED, actor, now, instance=instance, task_id=row.id,
-                     data=task_created_data(info))
+                     data=task_created_data(info, due_at))
 
 
-def _advance(session: Session, instance: InstanceRow, definition: Definition, workflow: BpmnWorkflow,
-             actor: str, now: datetime, before: dict) -> None:
-    """Run the engine to the next wait, then record steps, sync tasks, finish if ended, and save the state."""
-    run_engine(instance.id, workflow)
+def _settle(session: Session, instance: InstanceRow, definition: Definition, workflow: BpmnWorkflow,
+            actor: str, now: datetime, before: dict) -> None:
+    """Record what the engine did since ``before``: its steps, the human tasks that follow, the end if reached."""
     for step in automatic_steps(workflow, before):
         audit.record(session, EventKind.STEP_COMPLETED, actor, now, instance=instance, data=step)
     _sync_tasks(session, instance, definition, workflow, actor, now)
@@ -250,8 +429,37 @@ def _advance(session: Session, instance: InstanceRow, definition: Definition, wo
         instance.ended_at = now
         audit.record(session, EventKind.INSTANCE_COMPLETED, actor, now, instance=instance,
                      data={"data": current_data(workflow)})
+
+
+def _save(session: Session, instance: InstanceRow, workflow: BpmnWorkflow, now: datetime) -> None:
     instance.state = snapshot.dump(workflow)
     instance.updated_at = now
+    reschedule(session, instance, workflow)
+
+
+def _advance(session: Session, instance: InstanceRow, definition: Definition, workflow: BpmnWorkflow,
+             actor: str, now: datetime, before: dict) -> None:
+    """Run the engine to the next wait, then record steps, sync tasks, finish if ended, save and reschedule."""
+    run_engine(instance.id, workflow)
+    _settle(session, instance, definition, workflow, actor, now, before)
+    _save(session, instance, workflow, now)
+
+
+def _fire_due_timers(session: Session, instance: InstanceRow, definition: Definition, workflow: BpmnWorkflow,
+                     now: datetime) -> list[dict]:
+    """Fire every timer due before ``now`` and record it: the ``timer_fired`` inputs first, then what followed.
+
+    Returns the inputs' data. Replaying the history meets the same inputs and fires the same timers.
+    """
+    fired = due_timers(workflow, now)
+    if not fired:
+        return []
+    for data in fired:
+        audit.record(session, EventKind.TIMER_FIRED, SYSTEM_ACTOR, now, instance=instance, data=data)
+    before = {t.id: t.state for t in all_tasks(workflow)}
+    run_engine(instance.id, workflow, refresh_timers=True)
+    _settle(session, instance, definition, workflow, SYSTEM_ACTOR, now, before)
+    return fired
 
 
 def _public_data(data: dict) -> dict:
@@ -273,33 +481,75 @@ def load_workflow(instance: InstanceRow) -> tuple[Definition, BpmnWorkflow]:
     return definition, workflow
 
 
+def _begin(session: Session, row: DefinitionRow, definition: Definition, actor: str, now: datetime,
+           data: dict[str, Any] | None, business_key: str | None, timer: dict | None = None) -> InstanceRow:
+    """Create an instance of a deployed version and run it to its first wait (``timer``: the start timer that fired)."""
+    if business_key and store.find_instance_by_key(session, row.process_key, business_key):
+        raise InvalidTransition(f"process '{row.process_key}' already has an instance with key '{business_key}'")
+    initial = {**(data or {}), **definition.settings}
+    workflow = new_workflow(definition, initial)
+    instance = store.add_instance(session, InstanceRow(
+        definition_id=row.id, definition=row, process_key=row.process_key, business_key=business_key,
+        status=InstanceStatus.RUNNING.value, state="", started_at=now, started_by=actor, updated_at=now,
+        last_seq=0, last_hash=""))
+    audit.record(session, EventKind.INSTANCE_STARTED, actor, now, instance=instance,
+                 data={"process": row.process_key, "version": row.version, "business_key": business_key,
+                       "data": initial})
+    if timer is not None:
+        audit.record(session, EventKind.TIMER_FIRED, SYSTEM_ACTOR, now, instance=instance, data=timer)
+    with command_clock(session, now):
+        _advance(session, instance, definition, workflow, actor, now, before={})
+    return instance
+
+
 def start(session: Session, process_key: str, actor: str, now: datetime, data: dict[str, Any] | None = None,
           business_key: str | None = None) -> InstanceRow:
     """Start an instance of the newest version of a process and run it to its first wait.
 
     ``data`` seeds the instance (the process's settings are added and win over it). When the start
-    event sits in a lane, only members of that department may start the process.
+    event sits in a lane, only members of that department may start the process. A process that
+    starts by a timer is started by the worker, never by hand.
     """
     org = organisation(session)
     org.user(actor)
     row = store.latest_definition(session, process_key)
     definition = definition_of(row)
+    if definition.start_timer is not None:
+        timer = definition.start_timer
+        raise InvalidTransition(f"process '{process_key}' starts by its timer '{timer['name']}' "
+                                f"({timer['expression']}); the worker starts it, not a user")
     if definition.start_department and actor not in org.department(definition.start_department).members:
         raise Forbidden(f"process '{process_key}' is started by department '{definition.start_department}'; "
                         f"'{actor}' is not a member of it")
-    if business_key and store.find_instance_by_key(session, process_key, business_key):
-        raise InvalidTransition(f"process '{process_key}' already has an instance with key '{business_key}'")
-    initial = {**(data or {}), **definition.settings}
-    workflow = new_workflow(definition, initial)
-    instance = store.add_instance(session, InstanceRow(
-        definition_id=row.id, definition=row, process_key=process_key, business_key=business_key,
-        status=InstanceStatus.RUNNING.value, state="", started_at=now, started_by=actor, updated_at=now,
-        last_seq=0, last_hash=""))
-    audit.record(session, EventKind.INSTANCE_STARTED, actor, now, instance=instance,
-                 data={"process": process_key, "version": row.version, "business_key": business_key,
-                       "data": initial})
-    _advance(session, instance, definition, workflow, actor, now, before={})
-    return instance
+    return _begin(session, row, definition, actor, now, data, business_key)
+
+
+def start_scheduled(session: Session, schedule: ScheduleRow, due: datetime, now: datetime) -> InstanceRow:
+    """Start the instance a schedule's occurrence ``due`` calls for (its business key names the occurrence).
+
+    The start is recorded as ``instance_started`` by the system followed by the ``timer_fired``
+    input of the start timer. The business key makes a second start of the same occurrence impossible.
+    """
+    row = schedule.definition
+    key = f"{schedule.event}@{due.astimezone(timezone.utc):%Y-%m-%dT%H:%MZ}"
+    return _begin(session, row, definition_of(row), SYSTEM_ACTOR, now, None, key,
+                  timer={"timer": schedule.event, "due": due.isoformat()})
+
+
+def fire_timers(session: Session, instance: InstanceRow, now: datetime) -> list[dict]:
+    """Fire the instance's timers due before ``now`` and run it on; returns the ``timer_fired`` data recorded.
+
+    Called by the worker for an instance whose ``timer_due_at`` has passed; an instance with nothing
+    due (it moved on since it was claimed) is only rescheduled.
+    """
+    definition, workflow = load_workflow(instance)
+    with command_clock(session, now):
+        fired = _fire_due_timers(session, instance, definition, workflow, now)
+        if fired:
+            _save(session, instance, workflow, now)
+        else:
+            reschedule(session, instance, workflow)
+    return fired
 
 
 def task_label(task: TaskRow) -> str:
@@ -317,10 +567,17 @@ def _active_task(session: Session, task_id: int, action: str) -> TaskRow:
     return task
 
 
+def _check_may_act(org: Organisation, actor: str, task: TaskRow) -> None:
+    """A task is done by its department (its head when it needs the head), or by whoever it was escalated to."""
+    org.user(actor)
+    if actor != task.escalated_to:
+        org.check_may_act(actor, task.department, task.role, task_label(task))
+
+
 def claim(session: Session, task_id: int, actor: str, now: datetime) -> TaskRow:
-    """Take an open task of one's department so colleagues see it is being handled."""
+    """Take an open task of one's department (or one escalated to oneself) so colleagues see it is handled."""
     task = _active_task(session, task_id, "claim")
-    organisation(session).check_may_act(actor, task.department, task.role, task_label(task))
+    _check_may_act(organisation(session), actor, task)
     if task.assignee:
         raise InvalidTransition(f"cannot claim {task_label(task)}: it is already claimed by {task.assignee}")
     _check_duties(session, task, actor, "claim", now)
@@ -333,13 +590,13 @@ def claim(session: Session, task_id: int, actor: str, now: datetime) -> TaskRow:
 
 
 def unclaim(session: Session, task_id: int, actor: str, now: datetime) -> TaskRow:
-    """Give a claimed task back to the department's inbox (its assignee or the department head may)."""
+    """Give a claimed task back to the department's inbox (its assignee, the department head or its escalated owner may)."""
     task = _active_task(session, task_id, "unclaim")
     org = organisation(session)
     org.user(actor)
     if task.assignee is None:
         raise InvalidTransition(f"cannot unclaim {task_label(task)}: nobody has claimed it")
-    if actor not in (task.assignee, org.department(task.department).head):
+    if actor not in (task.assignee, org.department(task.department).head, task.escalated_to):
         raise Forbidden(f"cannot unclaim {task_label(task)}: it is claimed by {task.assignee}; "
                         f"only they or the head of '{task.department}' may release it")
     _move(task, TaskStatus.OPEN, f"unclaim {task_label(task)}")
@@ -378,39 +635,46 @@ def complete(session: Session, task_id: int, actor: str, now: datetime, data: di
              password: str | None = None) -> TaskRow:
     """Submit a task's form: validate it, complete the task, run the engine to the next wait.
 
-    The actor must belong to the task's department (and head it when the task needs the head);
-    a task claimed by someone else cannot be completed by anyone but them; the actor must not
-    have done a task the procedure separates from this one. A task that needs a signature takes
-    the actor's password and records their signature bound to this completion.
+    The actor must belong to the task's department (and head it when the task needs the head), or
+    be the one the task was escalated to; a task claimed by someone else cannot be completed by
+    anyone but them or its escalated owner; the actor must not have done a task the procedure
+    separates from this one. A task that needs a signature takes the actor's password and records
+    their signature bound to this completion. Timers that fell due before ``now`` fire first: if
+    one of them withdrew this task, the completion is refused.
     """
     task = _active_task(session, task_id, "complete")
     org = organisation(session)
-    org.check_may_act(actor, task.department, task.role, task_label(task))
-    if task.assignee and task.assignee != actor:
+    _check_may_act(org, actor, task)
+    if task.assignee and actor not in (task.assignee, task.escalated_to):
         raise Forbidden(f"cannot complete {task_label(task)}: it is claimed by {task.assignee}")
     _check_duties(session, task, actor, "complete", now)
     instance = task.instance
     definition, workflow = load_workflow(instance)
     clean = definition.forms[task.form_key].validate(data)
-    spiff_task = workflow.get_task_from_id(UUID(task.spiff_id))
-    if spiff_task is None or spiff_task.state != TaskState.READY or not spiff_task.task_spec.manual:
-        state = TaskState.get_name(spiff_task.state) if spiff_task is not None else "missing"
-        raise InvalidTransition(f"cannot complete {task_label(task)}: the workflow has it {state}, not READY")
-    info = rules_of(task)
-    if info.signature:
-        signatures.authenticate(session, task, actor, password, now)
-    before = {t.id: t.state for t in all_tasks(workflow)}
-    spiff_task.data.update(clean)
-    spiff_task.run()
-    _move(task, TaskStatus.COMPLETED, f"complete {task_label(task)}")
-    task.assignee = task.assignee or actor
-    task.completed_at, task.completed_by, task.data = now, actor, clean
-    completion = audit.record(session, EventKind.TASK_COMPLETED, actor, now, instance=instance, task_id=task.id,
-                              data={"task": task.name, "form": task.form_key, "data": clean})
-    if info.signature:
-        signatures.sign(session, instance, task, completion, actor, org.user(actor).label,
-                        signatures.meaning(info, clean), now)
-    _advance(session, instance, definition, workflow, actor, now, before)
+    with command_clock(session, now):
+        fired = _fire_due_timers(session, instance, definition, workflow, now)
+        spiff_task = workflow.get_task_from_id(UUID(task.spiff_id))
+        if spiff_task is None or spiff_task.state != TaskState.READY or not spiff_task.task_spec.manual:
+            state = TaskState.get_name(spiff_task.state) if spiff_task is not None else "missing"
+            why = f" after its timer {', '.join(repr(f['timer']) for f in fired)} fired" if fired else ""
+            raise InvalidTransition(f"cannot complete {task_label(task)}: the workflow has it {state}{why}, "
+                                    f"not READY")
+        info = rules_of(task)
+        if info.signature:
+            signatures.authenticate(session, task, actor, password, now)
+        before = {t.id: t.state for t in all_tasks(workflow)}
+        spiff_task.data.update(clean)
+        spiff_task.run()
+        _move(task, TaskStatus.COMPLETED, f"complete {task_label(task)}")
+        task.assignee = task.assignee or actor
+        task.completed_at, task.completed_by, task.data = now, actor, clean
+        task.escalate_at = None
+        completion = audit.record(session, EventKind.TASK_COMPLETED, actor, now, instance=instance,
+                                  task_id=task.id, data={"task": task.name, "form": task.form_key, "data": clean})
+        if info.signature:
+            signatures.sign(session, instance, task, completion, actor, org.user(actor).label,
+                            signatures.meaning(info, clean), now)
+        _advance(session, instance, definition, workflow, actor, now, before)
     return task
 
 
@@ -429,12 +693,14 @@ def cancel(session: Session, instance_id: int, actor: str, now: datetime, reason
     audit.record(session, EventKind.INSTANCE_CANCELLED, actor, now, instance=instance, data={"reason": reason})
     for task in store.tasks_of_instance(session, instance_id, ACTIVE_TASK):
         _move(task, TaskStatus.CANCELLED, f"cancel {task_label(task)}")
+        task.escalate_at = None
         audit.record(session, EventKind.TASK_CANCELLED, actor, now, instance=instance, task_id=task.id,
                      data={"task": task.name})
     _, workflow = load_workflow(instance)
     workflow.cancel()
     instance.state = snapshot.dump(workflow)
     instance.ended_at = instance.updated_at = now
+    reschedule(session, instance)
     return instance
 
 

@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from typing import Any, TypeVar
 
 from sqlalchemy import (JSON, DateTime, ForeignKey, Index, Integer, String, Text, TypeDecorator,
-                        UniqueConstraint, create_engine, event, func, select)
+                        UniqueConstraint, create_engine, event, func, or_, select)
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
@@ -64,10 +64,15 @@ class DefinitionRow(Base):
 
 
 class InstanceRow(Base):
-    """One run of a deployed definition; ``state`` is its workflow snapshot without the spec."""
+    """One run of a deployed definition; ``state`` is its workflow snapshot without the spec.
+
+    ``timer_due_at`` is when its earliest waiting timer falls due; ``next_due_at`` is the earlier of
+    that and its tasks' next escalation, so the worker finds all due work with one indexed query.
+    """
 
     __tablename__ = "instances"
-    __table_args__ = (UniqueConstraint("process_key", "business_key"),)
+    __table_args__ = (UniqueConstraint("process_key", "business_key"),
+                      Index("ix_instances_next_due_at", "next_due_at"))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     definition_id: Mapped[int] = mapped_column(ForeignKey("definitions.id"), index=True)
@@ -82,6 +87,8 @@ class InstanceRow(Base):
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_seq: Mapped[int] = mapped_column(Integer, default=0)
     last_hash: Mapped[str] = mapped_column(String(64), default="")
+    timer_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    next_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     definition: Mapped[DefinitionRow] = relationship(lazy="joined")
 
@@ -89,12 +96,20 @@ class InstanceRow(Base):
 
 
 class TaskRow(Base):
-    """A human task: a user task of an instance, routed to a department, from creation to completion."""
+    """A human task: a user task of an instance, routed to a department, from creation to completion.
+
+    ``due_at`` comes from the procedure; ``escalate_at`` is when the next step of its escalation
+    ladder is due, ``escalation_level`` how many steps were taken, and ``escalated_to`` and
+    ``escalation_reason`` who owns it now and why.
+    """
 
     __tablename__ = "tasks"
     __table_args__ = (Index("ix_tasks_department_status", "department", "status"),
                       Index("ix_tasks_instance_status", "instance_id", "status"),
-                      Index("ix_tasks_assignee_status", "assignee", "status"))
+                      Index("ix_tasks_assignee_status", "assignee", "status"),
+                      Index("ix_tasks_escalated_to_status", "escalated_to", "status"),
+                      Index("ix_tasks_status_due_at", "status", "due_at"),
+                      Index("ix_tasks_escalate_at", "escalate_at"))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     instance_id: Mapped[int] = mapped_column(ForeignKey("instances.id"))
@@ -112,6 +127,10 @@ class TaskRow(Base):
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     completed_by: Mapped[str | None] = mapped_column(String(200))
     data: Mapped[dict | None] = mapped_column(JSON)
+    escalate_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    escalation_level: Mapped[int] = mapped_column(Integer, default=0)
+    escalated_to: Mapped[str | None] = mapped_column(String(200))
+    escalation_reason: Mapped[str | None] = mapped_column(Text)
 
     instance: Mapped[InstanceRow] = relationship(lazy="joined")
 
@@ -146,15 +165,52 @@ class CredentialRow(Base):
     set_by: Mapped[str] = mapped_column(String(200))
 
 
-class OrganisationRow(Base):
-    """A loaded organisation file; the newest row is the one in force."""
-
-    __tablename__ = "organisations"
+class _LoadedFile:
+    """Columns of a loaded configuration file: who loaded it, when, and its validated content."""
 
     id: Mapped[int] = mapped_column(primary_key=True)
     loaded_at: Mapped[datetime] = mapped_column(UTCDateTime)
     loaded_by: Mapped[str] = mapped_column(String(200))
     content: Mapped[dict] = mapped_column(JSON)
+
+
+class OrganisationRow(_LoadedFile, Base):
+    """A loaded organisation file; the newest row is the one in force."""
+
+    __tablename__ = "organisations"
+
+
+class CalendarRow(_LoadedFile, Base):
+    """A loaded business calendar file; the newest row is the one in force."""
+
+    __tablename__ = "calendars"
+
+
+class ScheduleRow(Base):
+    """The timer start event of a deployed process: when the worker starts its next instance.
+
+    Occurrence ``occurrence`` falls at ``start`` plus that many ``period``s (``repeat`` in all, None:
+    no end); ``next_due_at`` is its moment, None once the timer has no occurrence left.
+    """
+
+    __tablename__ = "schedules"
+    __table_args__ = (Index("ix_schedules_next_due_at", "next_due_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    process_key: Mapped[str] = mapped_column(String(200), unique=True)
+    definition_id: Mapped[int] = mapped_column(ForeignKey("definitions.id"))
+    event: Mapped[str] = mapped_column(String(200))
+    expression: Mapped[str] = mapped_column(Text)
+    start: Mapped[datetime] = mapped_column(UTCDateTime)
+    period: Mapped[str | None] = mapped_column(String(100))
+    repeat: Mapped[int | None]
+    occurrence: Mapped[int] = mapped_column(Integer, default=0)
+    next_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revision: Mapped[int] = mapped_column(Integer, nullable=False)
+
+    definition: Mapped[DefinitionRow] = relationship(lazy="joined")
+
+    __mapper_args__ = {"version_id_col": revision}
 
 
 def _json_dumps(value: Any) -> str:
@@ -274,6 +330,25 @@ def find_instance_by_key(session: Session, process_key: str, business_key: str) 
                                                      InstanceRow.business_key == business_key)).first()
 
 
+def claim_due_instances(session: Session, now: datetime, limit: int) -> list[InstanceRow]:
+    """Lock and return up to ``limit`` instances with work due before ``now``, earliest first.
+
+    One indexed query on ``next_due_at``. Rows another transaction holds are skipped (``FOR UPDATE
+    SKIP LOCKED`` on PostgreSQL; SQLite serialises writers, so there is nothing to skip), so
+    concurrent workers never take the same instance. Rows already in the session are refreshed
+    from the locked row, so the caller sees their current revision.
+    """
+    return list(session.scalars(
+        select(InstanceRow).where(InstanceRow.next_due_at < now).order_by(InstanceRow.next_due_at, InstanceRow.id)
+        .limit(limit).with_for_update(skip_locked=True, of=InstanceRow).execution_options(populate_existing=True)))
+
+
+def list_due_instances(session: Session, limit: int = 500) -> list[InstanceRow]:
+    """Instances that have work coming (a waiting timer or an escalation), next due first."""
+    return list(session.scalars(select(InstanceRow).where(InstanceRow.next_due_at.is_not(None))
+                                .order_by(InstanceRow.next_due_at, InstanceRow.id).limit(limit)))
+
+
 def list_instances(session: Session, status: str | None = None, limit: int = 500) -> list[InstanceRow]:
     """Instances, newest first, optionally of one status."""
     query = select(InstanceRow).order_by(InstanceRow.id.desc()).limit(limit)
@@ -319,13 +394,38 @@ def tasks_of_instance(session: Session, instance_id: int, statuses: tuple[str, .
 
 
 def inbox(session: Session, departments: list[str], statuses: tuple[str, ...], assignee: str | None = None,
-          limit: int = 500) -> list[TaskRow]:
-    """Tasks of the given departments in the given statuses (optionally one assignee's), oldest due first."""
-    query = (select(TaskRow).where(TaskRow.department.in_(departments), TaskRow.status.in_(statuses))
+          escalated_to: str | None = None, limit: int = 500) -> list[TaskRow]:
+    """Tasks in the given statuses of the given departments or escalated to ``escalated_to``, earliest due first.
+
+    With ``assignee`` only the tasks that person claimed or that were escalated to them.
+    """
+    owned = TaskRow.department.in_(departments)
+    if escalated_to is not None:
+        owned = or_(owned, TaskRow.escalated_to == escalated_to)
+    query = (select(TaskRow).where(owned, TaskRow.status.in_(statuses))
              .order_by(TaskRow.due_at.is_(None), TaskRow.due_at, TaskRow.id).limit(limit))
     if assignee is not None:
-        query = query.where(TaskRow.assignee == assignee)
+        query = query.where(or_(TaskRow.assignee == assignee, TaskRow.escalated_to == assignee))
     return list(session.scalars(query))
+
+
+def overdue_tasks(session: Session, now: datetime, statuses: tuple[str, ...], limit: int = 1000) -> list[TaskRow]:
+    """Tasks in the given statuses whose due time is before ``now``, most overdue first."""
+    return list(session.scalars(select(TaskRow).where(TaskRow.status.in_(statuses), TaskRow.due_at < now)
+                                .order_by(TaskRow.due_at, TaskRow.id).limit(limit)))
+
+
+def next_escalation(session: Session, instance_id: int, statuses: tuple[str, ...]) -> datetime | None:
+    """The earliest next-escalation time among an instance's tasks in the given statuses, None if none."""
+    return session.scalar(select(func.min(TaskRow.escalate_at)).where(TaskRow.instance_id == instance_id,
+                                                                      TaskRow.status.in_(statuses)))
+
+
+def tasks_to_escalate(session: Session, instance_id: int, now: datetime, statuses: tuple[str, ...]) -> list[TaskRow]:
+    """An instance's tasks in the given statuses whose next escalation step is due before ``now``."""
+    return list(session.scalars(select(TaskRow).where(TaskRow.instance_id == instance_id,
+                                                      TaskRow.status.in_(statuses), TaskRow.escalate_at < now)
+                                .order_by(TaskRow.escalate_at, TaskRow.id)))
 
 
 # --- events ----------------------------------------------------------------------------------
@@ -383,3 +483,52 @@ def add_organisation(session: Session, row: OrganisationRow) -> OrganisationRow:
 def current_organisation(session: Session) -> OrganisationRow | None:
     """The organisation in force (the newest loaded), or None before the first load."""
     return session.scalars(select(OrganisationRow).order_by(OrganisationRow.id.desc()).limit(1)).first()
+
+
+# --- business calendar -----------------------------------------------------------------------
+
+def add_calendar(session: Session, row: CalendarRow) -> CalendarRow:
+    """Store a newly loaded business calendar; it is in force from now on."""
+    session.add(row)
+    session.flush()
+    return row
+
+
+def current_calendar(session: Session, at: datetime | None = None) -> CalendarRow | None:
+    """The business calendar in force (the newest loaded, by ``at`` when given), or None before the first load."""
+    query = select(CalendarRow).order_by(CalendarRow.id.desc()).limit(1)
+    if at is not None:
+        query = query.where(CalendarRow.loaded_at <= at)
+    return session.scalars(query).first()
+
+
+# --- schedules (timer start events) ----------------------------------------------------------
+
+def find_schedule(session: Session, process_key: str) -> ScheduleRow | None:
+    """The schedule of a process's timer start event, if it has one."""
+    return session.scalars(select(ScheduleRow).where(ScheduleRow.process_key == process_key)).first()
+
+
+def add_schedule(session: Session, row: ScheduleRow) -> ScheduleRow:
+    """Insert the schedule of a newly deployed timer start event."""
+    session.add(row)
+    session.flush()
+    return row
+
+
+def delete_schedule(session: Session, row: ScheduleRow) -> None:
+    """Remove a schedule (its process's newest version no longer starts by a timer)."""
+    session.delete(row)
+
+
+def list_schedules(session: Session) -> list[ScheduleRow]:
+    """Every schedule, next due first."""
+    return list(session.scalars(select(ScheduleRow).order_by(ScheduleRow.next_due_at.is_(None),
+                                                             ScheduleRow.next_due_at, ScheduleRow.id)))
+
+
+def claim_due_schedules(session: Session, now: datetime, limit: int) -> list[ScheduleRow]:
+    """Lock and return up to ``limit`` schedules due before ``now`` (skipping rows another worker holds)."""
+    return list(session.scalars(
+        select(ScheduleRow).where(ScheduleRow.next_due_at < now).order_by(ScheduleRow.next_due_at, ScheduleRow.id)
+        .limit(limit).with_for_update(skip_locked=True, of=ScheduleRow).execution_options(populate_existing=True)))

@@ -35,8 +35,9 @@ def db(tmp_path):
 
 @pytest.fixture
 def org_db(db):
-    """The database with the shipped organisation loaded."""
+    """The database with the shipped organisation and business calendar loaded."""
     db.run(lambda s: runtime.load_organisation(s, ORG_FILE, "admin", T0))
+    db.run(lambda s: runtime.load_calendar(s, CALENDAR_FILE, "admin", T0))
     return db
 
 

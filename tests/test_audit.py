@@ -46,10 +46,10 @@ def test_changed_event_data_no_longer_matches_its_hash(gateway_db):
     assert audit.event_hash(tampered) != tampered.hash
 
 
-def test_deployment_and_organisation_loads_form_the_system_chain(gateway_db):
+def test_deployment_organisation_and_calendar_loads_form_the_system_chain(gateway_db):
     events = gateway_db.run(lambda s: audit.history(s, None))
-    assert [e.kind for e in events] == ["organisation_loaded", "definition_deployed"]
-    assert events[1].data["process"] == "gateway_condition" and events[1].data["version"] == 1
+    assert [e.kind for e in events] == ["organisation_loaded", "calendar_loaded", "definition_deployed"]
+    assert events[2].data["process"] == "gateway_condition" and events[2].data["version"] == 1
 
 
 def _problems(db, instance_id=None):
@@ -59,7 +59,7 @@ def _problems(db, instance_id=None):
 def test_untouched_history_verifies(gateway_db):
     _run_small_request(gateway_db)
     result = gateway_db.run(audit.verify)
-    assert result.ok and result.chains == 2 and result.events == 10
+    assert result.ok and result.chains == 2 and result.events == 11  # 3 system events, 8 of the instance
 
 
 def test_verify_names_an_event_whose_value_was_changed(gateway_db):
