@@ -5,8 +5,10 @@ their message, bad usage exits 2. Listing commands print tables, or JSON with ``
 """
 
 import json
+import logging
 import os
 import sys
+import threading
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -50,13 +52,11 @@ class Context:
     @property
     def now(self) -> datetime:
         """The current time (UTC), or the time --now / QPROC_NOW pretends it is."""
-        if not self._now:
-            return datetime.now(timezone.utc)
-        try:
-            moment = datetime.fromisoformat(self._now)
-        except ValueError:
-            raise click.BadParameter(f"'{self._now}' is not an ISO 8601 time", param_hint="--now") from None
-        return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+        return parse_time(self._now) if self._now else datetime.now(timezone.utc)
+
+    def clock(self) -> datetime:
+        """The time for each worker pass: the wall clock, unless --now fixes it."""
+        return self.now
 
     def run(self, work):
         """Run one engine call in one transaction; engine errors become a message and exit code 1.
@@ -68,6 +68,15 @@ class Context:
             return engine.audit.run(self.db, work)
         except EngineError as err:
             raise click.ClickException(str(err)) from None
+
+
+def parse_time(text: str, hint: str = "--now") -> datetime:
+    """An ISO 8601 time from the command line, aware (UTC when it names no zone); a usage error otherwise."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise click.BadParameter(f"'{text}' is not an ISO 8601 time", param_hint=hint) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 pass_ctx = click.make_pass_decorator(Context)
@@ -128,12 +137,28 @@ def _table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
     console.print(table)
 
 
-def _task_json(task) -> dict[str, Any]:
-    return {"id": task.id, "instance": task.instance_id, "process": task.instance.process_key,
-            "business_key": task.instance.business_key, "task": task.name, "title": task.title,
-            "department": task.department, "role": task.role, "form": task.form_key, "status": task.status,
-            "assignee": task.assignee, "created_at": _iso(task.created_at), "due_at": _iso(task.due_at),
-            "completed_at": _iso(task.completed_at), "completed_by": task.completed_by, "data": task.data}
+def _task_json(task, now: datetime | None = None) -> dict[str, Any]:
+    found = {"id": task.id, "instance": task.instance_id, "process": task.instance.process_key,
+             "business_key": task.instance.business_key, "task": task.name, "title": task.title,
+             "department": task.department, "role": task.role, "form": task.form_key, "status": task.status,
+             "assignee": task.assignee, "created_at": _iso(task.created_at), "due_at": _iso(task.due_at),
+             "completed_at": _iso(task.completed_at), "completed_by": task.completed_by, "data": task.data,
+             "escalated_to": task.escalated_to, "escalation_level": task.escalation_level,
+             "escalation_reason": task.escalation_reason}
+    if now is not None:
+        found["overdue"] = _is_overdue(task, now)
+    return found
+
+
+def _is_overdue(task, now: datetime) -> bool:
+    return task.due_at is not None and task.due_at < now and task.status in engine.ACTIVE_TASK
+
+
+def _due_cell(task, now: datetime) -> str:
+    if task.due_at is None:
+        return ""
+    late = f"  OVERDUE {engine.late_by(task.due_at, now)}" if _is_overdue(task, now) else ""
+    return _time(task.due_at) + late
 
 
 def _instance_json(instance) -> dict[str, Any]:
@@ -151,7 +176,12 @@ def _event_json(event) -> dict[str, Any]:
 def _event_summary(event) -> str:
     data = event.data
     if event.kind == "task_created":
-        return f"{data['title']} → {data['department']}" + (" (head)" if data.get("role") else "")
+        due = f", due {_time(datetime.fromisoformat(data['due']))}" if data.get("due") else ""
+        return f"{data['title']} → {data['department']}" + (" (head)" if data.get("role") else "") + due
+    if event.kind == "timer_fired":
+        return f"timer {data['timer']} (due {_time(datetime.fromisoformat(data['due']))})"
+    if event.kind in ("task_escalated", "task_overdue_notified"):
+        return f"level {data['level']}: {data['reason']}"
     if event.kind in ("task_completed", "instance_started"):
         return ", ".join(f"{k}={v}" for k, v in (data.get("data") or {}).items())
     if event.kind == "step_completed":
@@ -275,27 +305,47 @@ def start(ctx: Context, process: str, business_key: str | None, data_file: Path 
 
 @main.command()
 @click.option("--department", help="Only this department's tasks (one you belong to).")
-@click.option("--mine", is_flag=True, help="Only tasks you have claimed.")
+@click.option("--mine", is_flag=True, help="Only tasks you have claimed or that were escalated to you.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_ctx
 def tasks(ctx: Context, department: str | None, mine: bool, as_json: bool) -> None:
-    """Your inbox: open and claimed tasks of your departments, oldest due first."""
-    actor = ctx.actor
+    """Your inbox: open and claimed tasks of your departments and tasks escalated to you, earliest due first.
+
+    Overdue tasks are marked with how late they are; escalated ones say why they are yours.
+    """
+    actor, now = ctx.actor, ctx.now
 
     def work(session):
         departments = engine.visible_departments(session, actor, department)
-        return engine.store.inbox(session, departments, engine.ACTIVE_TASK, assignee=actor if mine else None)
+        return engine.store.inbox(session, departments, engine.ACTIVE_TASK, assignee=actor if mine else None,
+                                  escalated_to=None if department else actor)
 
     rows = ctx.run(work)
     if as_json:
-        _echo_json([_task_json(t) for t in rows])
+        _echo_json([_task_json(t, now) for t in rows])
         return
     if not rows:
         click.echo(f"No open tasks for {actor}" + (f" in {department}." if department else "."))
         return
-    _table(f"Tasks for {actor}", ["id", "task", "department", "instance", "key", "status", "assignee", "since"],
+    _table(f"Tasks for {actor}", ["id", "task", "department", "instance", "key", "status", "assignee", "due",
+                                  "escalated"],
            [[t.id, t.title, t.department + (" (head)" if t.role else ""), t.instance_id, t.instance.business_key,
-             t.status, t.assignee, _time(t.created_at)] for t in rows])
+             t.status, t.assignee, _due_cell(t, now), t.escalation_reason or ""] for t in rows])
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def overdue(ctx: Context, as_json: bool) -> None:
+    """Every overdue task: how late it is and who answers for it now, most overdue first."""
+    now = ctx.now
+    rows = ctx.run(lambda s: engine.reports.overdue(s, now, engine.organisation(s), engine.ACTIVE_TASK))
+    if as_json:
+        _echo_json([{**_task_json(r.task, now), "late": r.late, "owner": r.owner} for r in rows])
+        return
+    _table(f"Overdue at {_time(now)} UTC", ["id", "task", "instance", "key", "due", "late", "owner", "escalated"],
+           [[r.task.id, r.task.title, r.task.instance_id, r.task.instance.business_key, _time(r.task.due_at),
+             r.late, r.owner, r.task.escalation_reason or ""] for r in rows])
 
 
 @main.command("task")
@@ -574,12 +624,126 @@ def audit_export(ctx: Context, instance_id: int, out_dir: Path) -> None:
                f"{'MATCH' if pack['replay']['match'] else 'DIVERGES'}; signatures: {len(pack['signatures'])}")
 
 
+@main.group()
+def calendar() -> None:
+    """The business calendar: working days and hours, holidays, make-up working days."""
+
+
+@calendar.command("load")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@pass_ctx
+def calendar_load(ctx: Context, file: Path) -> None:
+    """Load a business calendar file (calendar.yaml); it is in force from now on."""
+    actor = ctx.actor_name or engine.SYSTEM_ACTOR
+    loaded = ctx.run(lambda s: engine.load_calendar(s, file, actor, ctx.now))
+    years = sorted({d.year for d in loaded.holidays})
+    click.echo(f"Loaded calendar '{loaded.name}' ({loaded.zone_name}): {len(loaded.holidays)} holidays and "
+               f"{len(loaded.workdays)} make-up working days in {', '.join(map(str, years)) or 'no year'}.")
+
+
+@calendar.command("show")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def calendar_show(ctx: Context, as_json: bool) -> None:
+    """Show the calendar in force."""
+    current = ctx.run(engine.business_calendar)
+    if as_json:
+        _echo_json(current.to_dict())
+        return
+    content = current.to_dict()
+    click.echo(f"{current.name} ({current.zone_name}): {', '.join(content['working_days'])}, "
+               f"{', '.join(content['working_hours'])}")
+    _table("Days off and make-up working days", ["date", "kind", "name"],
+           sorted([[d["date"], "holiday", d["name"]] for d in content["holidays"]]
+                  + [[d["date"], "working day", d["name"]] for d in content["workdays"]]))
+
+
+@calendar.command("deadline")
+@click.argument("start")
+@click.argument("duration")
+@click.option("--working", is_flag=True, help="Count working time (working days, office hours).")
+@pass_ctx
+def calendar_deadline(ctx: Context, start: str, duration: str, working: bool) -> None:
+    """When DURATION (ISO 8601, e.g. P2D, PT16H) after START falls, in calendar or working time."""
+    moment = parse_time(start, "START")
+
+    def work(session):
+        calendar_in_force = engine.business_calendar(session)
+        try:
+            return calendar_in_force, calendar_in_force.add(moment, duration, "working" if working else "calendar")
+        except ValueError as err:
+            raise click.BadParameter(str(err), param_hint="DURATION") from None
+
+    calendar_in_force, due = ctx.run(work)
+    click.echo(due.astimezone(calendar_in_force.zone).isoformat())
+
+
+@main.group()
+def timers() -> None:
+    """Timers and deadlines: fire what is due, list what is scheduled."""
+
+
+@timers.command("fire")
+@click.option("--now", "now_text", help="Fire what is due before this ISO 8601 time (default: the global --now, "
+                                        "else the wall clock).")
+@click.option("--batch", default=engine.timers.BATCH, show_default=True, help="Instances claimed per transaction.")
+@pass_ctx
+def timers_fire(ctx: Context, now_text: str | None, batch: int) -> None:
+    """One pass: fire due timers, start scheduled instances, escalate overdue tasks; then exit (for cron and tests)."""
+    now = parse_time(now_text) if now_text else ctx.now
+    try:
+        firings = engine.timers.fire_due(ctx.db, now, batch)
+    except EngineError as err:
+        raise click.ClickException(str(err)) from None
+    for firing in firings:
+        click.echo(firing.detail)
+    click.echo(f"{len(firings)} done at {now.isoformat()}.")
+
+
+@timers.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def timers_list(ctx: Context, as_json: bool) -> None:
+    """Timer start events (schedules) and running instances with work due, next first."""
+    def work(session):
+        return engine.store.list_schedules(session), engine.store.list_due_instances(session)
+
+    schedules, instances = ctx.run(work)
+    if as_json:
+        _echo_json({"schedules": [{"process": s.process_key, "timer": s.event, "expression": s.expression,
+                                   "next_due_at": _iso(s.next_due_at), "occurrence": s.occurrence} for s in schedules],
+                    "instances": [{"id": i.id, "process": i.process_key, "business_key": i.business_key,
+                                   "timer_due_at": _iso(i.timer_due_at), "next_due_at": _iso(i.next_due_at)}
+                                  for i in instances]})
+        return
+    _table("Schedules (timer start events)", ["process", "timer", "expression", "next"],
+           [[s.process_key, s.event, s.expression, _time(s.next_due_at)] for s in schedules])
+    _table("Instances with work due", ["id", "process", "key", "next timer", "next due"],
+           [[i.id, i.process_key, i.business_key, _time(i.timer_due_at), _time(i.next_due_at)] for i in instances])
+
+
+@main.command()
+@click.option("--poll", default=30.0, show_default=True, help="Seconds between passes.")
+@click.option("--batch", default=engine.timers.BATCH, show_default=True, help="Instances claimed per transaction.")
+@pass_ctx
+def worker(ctx: Context, poll: float, batch: int) -> None:
+    """Run until SIGINT/SIGTERM: every POLL seconds fire due timers, start scheduled instances, escalate.
+
+    Logs each thing it does on stderr. Stopping finishes the transaction under way, then exits.
+    """
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
+    stop = threading.Event()
+    engine.worker.stop_on_signals(stop)
+    engine.worker.run(ctx.db, ctx.clock, stop, poll, batch)
+
+
 @main.command()
 @pass_ctx
 def demo(ctx: Context) -> None:
     """Set up a database with the shipped organisation and procedures and run three sample complaints."""
     try:
-        click.echo(engine.demo.prepare(ctx.db, shipped("org.yaml"), shipped("processes"), ctx.now))
+        click.echo(engine.demo.prepare(ctx.db, shipped("org.yaml"), shipped("calendar.yaml"), shipped("processes"),
+                                       ctx.now))
         instance_ids = [engine.demo.run_scenario(ctx.db, scenario, ctx.now) for scenario in engine.demo.SCENARIOS]
     except EngineError as err:
         raise click.ClickException(str(err)) from None

@@ -74,10 +74,11 @@ DEMO_PASSWORD = "demo-signature"  # each signer's password, set the first time t
 _MAX_STEPS = 60
 
 
-def prepare(db: Database, org_file: Path, processes_dir: Path, now: datetime) -> str:
-    """Load the organisation and deploy the shipped procedures (no-ops when already done); say what was done."""
+def prepare(db: Database, org_file: Path, calendar_file: Path, processes_dir: Path, now: datetime) -> str:
+    """Load the organisation and calendar and deploy the shipped procedures (no-ops when already done); say what was done."""
     def work(session):
         org = runtime.load_organisation(session, org_file, runtime.SYSTEM_ACTOR, now)
+        runtime.load_calendar(session, calendar_file, runtime.SYSTEM_ACTOR, now)
         files = sorted(p for p in processes_dir.iterdir() if p.suffix in (".bpmn", ".dmn"))
         owner = org.departments["quality"].head
         deployed = runtime.deploy(session, files, processes_dir.parent / "forms", owner, now,

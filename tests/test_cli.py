@@ -6,7 +6,7 @@ import pytest
 from click.testing import CliRunner
 
 from cli import main
-from conftest import ORG_FILE, ROOT, fingerprint, tamper
+from conftest import CALENDAR_FILE, ORG_FILE, ROOT, fingerprint, tamper
 from engine.store import Database
 
 
@@ -30,6 +30,7 @@ def qproc(tmp_path, monkeypatch):
 @pytest.fixture
 def deployed(qproc):
     assert qproc("org", "load", str(ORG_FILE))[0] == 0
+    assert qproc("calendar", "load", str(CALENDAR_FILE))[0] == 0
     code, out = qproc("deploy", str(ROOT / "processes"), user="qiang.li")
     assert code == 0, out
     return qproc
@@ -227,3 +228,43 @@ def test_set_password_asks_twice_without_echoing(deployed, monkeypatch):
     result = CliRunner().invoke(main, ["--db", deployed.url, "--as", "jian.tang", "user", "set-password"],
                                 input="mr-signature-1\nmr-signature-1\n")
     assert result.exit_code == 0 and "is set" in result.output and "mr-signature-1" not in result.output
+
+
+def test_calendar_deadline_on_the_friday_before_qingming(deployed):
+    code, out = deployed("calendar", "deadline", "2026-04-03T10:00+08:00", "P2D", "--working")
+    assert (code, out) == (0, "2026-04-08T10:00:00+08:00\n")
+
+
+def test_tasks_show_the_due_time_and_mark_overdue_ones(deployed):
+    deployed("start", "customer_complaint", "--key", "CC-009", user="li.zhou")
+    [task] = json.loads(deployed("tasks", "--json", user="li.zhou", now="2026-11-02T10:30:00+08:00")[1])
+    assert task["due_at"] == "2026-11-02T03:00:00+00:00" and task["overdue"] is False
+    [task] = json.loads(deployed("tasks", "--json", user="li.zhou", now="2026-11-02T11:30:00+08:00")[1])
+    assert task["overdue"] is True
+
+
+def test_timers_fire_twice_at_the_same_instant_escalates_once(deployed):
+    deployed("start", "customer_complaint", "--key", "CC-010", user="li.zhou")
+    code, out = deployed("timers", "fire", "--now", "2026-11-02T12:30:00+08:00")
+    assert code == 0 and "task 1 of instance 1: escalated to jun.chen (level 2)" in out and "2 done" in out
+    code, out = deployed("timers", "fire", "--now", "2026-11-02T12:30:00+08:00")
+    assert code == 0 and out.endswith("0 done at 2026-11-02T12:30:00+08:00.\n")
+    events = json.loads(deployed("history", "1", "--json")[1])
+    assert [e["kind"] for e in events].count("task_escalated") == 1
+
+
+def test_escalated_task_is_in_the_new_owners_inbox_with_the_reason(deployed):
+    deployed("start", "customer_complaint", "--key", "CC-011", user="li.zhou")
+    deployed("timers", "fire", "--now", "2026-11-02T16:00:00+08:00")
+    [task] = json.loads(deployed("tasks", "--json", user="guoqiang.feng")[1])
+    assert task["escalated_to"] == "guoqiang.feng" and task["escalation_level"] == 3
+    assert "escalated to the head of General manager 总经理 (guoqiang.feng)" in task["escalation_reason"]
+    code, out = deployed("history", "1")
+    assert code == 0 and "task_escalated" in out and "guoqiang.feng" in out
+
+
+def test_overdue_lists_each_late_task_with_its_lateness_and_owner(deployed):
+    deployed("start", "customer_complaint", "--key", "CC-012", user="li.zhou")
+    deployed("timers", "fire", "--now", "2026-11-02T12:30:00+08:00")
+    [row] = json.loads(deployed("overdue", "--json", now="2026-11-02T12:30:00+08:00")[1])
+    assert (row["task"], row["late"], row["owner"]) == ("intake", "1h 30m", "jun.chen")

@@ -2,7 +2,7 @@
 
 import pytest
 
-from conftest import ORG_FILE, ROOT, T0, at, deploy_fixture, run_to_approval
+from conftest import CALENDAR_FILE, ORG_FILE, ROOT, T0, at, deploy_fixture, run_to_approval
 from engine import audit, demo, runtime, store
 from engine.errors import DefinitionError, Refusal
 
@@ -50,7 +50,7 @@ def complaint_two_hats_db(db, tmp_path):
     org.write_text(ORG_FILE.read_text(encoding="utf-8").replace(
         "members: [wei.zhang, bin.huang, jie.zhu, xin.lin]", "members: [wei.zhang, bin.huang, jie.zhu, xin.lin, mei.wang]"),
         encoding="utf-8")
-    demo.prepare(db, org, ROOT / "processes", T0)
+    demo.prepare(db, org, CALENDAR_FILE, ROOT / "processes", T0)
     return db
 
 
