@@ -495,11 +495,16 @@ def add_calendar(session: Session, row: CalendarRow) -> CalendarRow:
 
 
 def current_calendar(session: Session, at: datetime | None = None) -> CalendarRow | None:
-    """The business calendar in force (the newest loaded, by ``at`` when given), or None before the first load."""
-    query = select(CalendarRow).order_by(CalendarRow.id.desc()).limit(1)
-    if at is not None:
-        query = query.where(CalendarRow.loaded_at <= at)
-    return session.scalars(query).first()
+    """The business calendar in force (the newest loaded), or None before the first load.
+
+    With ``at``: the one in force at that moment, the first one for moments before any was loaded
+    (back-dated work, such as the demo's, ran on the first calendar).
+    """
+    newest = select(CalendarRow).order_by(CalendarRow.id.desc()).limit(1)
+    if at is None:
+        return session.scalars(newest).first()
+    return (session.scalars(newest.where(CalendarRow.loaded_at <= at)).first()
+            or session.scalars(select(CalendarRow).order_by(CalendarRow.id).limit(1)).first())
 
 
 # --- schedules (timer start events) ----------------------------------------------------------

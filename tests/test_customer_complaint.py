@@ -1,11 +1,11 @@
 """The shipped customer complaint procedure (P1), driven path by path as the departments would."""
 
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from conftest import T0
-from engine import audit, demo, runtime, store
+from engine import audit, demo, runtime, store, timers
 
 MEMBER = {"sales": "li.zhou", "quality": "mei.wang", "engineering": "bin.huang", "rnd": "yang.song",
           "mgmt_rep": "hong.han"}
@@ -30,8 +30,9 @@ STANDARD = {
 }
 
 
-def drive(db, answers):
-    """Run a complaint to its end; each task done by a member (or head) of the department it landed in.
+def drive(db, answers, until=None):
+    """Run a complaint to its end (or until task ``until`` is open); each task done by a member (or head)
+    of the department it landed in, half an hour after the previous one.
 
     Returns the sequence of (task, department) in the order the inboxes received them, and the instance id.
     """
@@ -42,7 +43,7 @@ def drive(db, answers):
     for _ in range(80):
         clock += timedelta(minutes=30)
         tasks = db.run(lambda s: store.tasks_of_instance(s, instance_id, runtime.ACTIVE_TASK))
-        if not tasks:
+        if not tasks or tasks[0].name == until:
             return seen, instance_id
         task = tasks[0]
         seen.append((task.name, task.department))
@@ -148,3 +149,67 @@ def test_history_lists_every_step_with_actor_time_and_data(complaint_db):
     decisions = [e.data for e in events if e.kind == "step_completed" and e.data["step"] == "gw_responsibility"]
     assert decisions == [{"step": "gw_responsibility", "name": "Our responsibility? 责任判定",
                           "type": "ExclusiveGateway", "next": ["open_capa"]}]
+
+
+# --- the procedure's clocks: 2 h to reach quality, 24 h (or the customer's deadline) to reply ----------
+
+def open_task(db, instance_id):
+    [task] = db.run(lambda s: store.tasks_of_instance(s, instance_id, runtime.ACTIVE_TASK))
+    return task
+
+
+def escalated_to(db, instance_id):
+    return [e.data["to"] for e in db.run(lambda s: audit.history(s, instance_id)) if e.kind == "task_escalated"]
+
+
+def inbox_of(db, user):
+    return db.run(lambda s: store.inbox(s, runtime.visible_departments(s, user, None), runtime.ACTIVE_TASK,
+                                        escalated_to=user))
+
+
+def test_complaint_not_recorded_within_two_hours_of_receipt_goes_to_the_sales_head(complaint_db):
+    instance_id = complaint_db.run(lambda s: runtime.start(s, "customer_complaint", "li.zhou", T0).id)
+    assert open_task(complaint_db, instance_id).due_at == T0 + timedelta(hours=2)
+    timers.fire_due(complaint_db, T0 + timedelta(hours=3, minutes=1))
+    assert escalated_to(complaint_db, instance_id) == ["jun.chen"]
+    [task] = [t for t in inbox_of(complaint_db, "jun.chen") if t.instance_id == instance_id]
+    assert task.escalation_reason.startswith("'Record complaint 登记客诉处理单' was due 2026-11-02T19:00+08:00 and is 1h 01m")
+
+
+def test_quality_complaint_not_forwarded_within_two_hours_escalates_to_the_general_manager(complaint_db):
+    _, instance_id = drive(complaint_db, {}, until="approve_proceed")
+    approval = open_task(complaint_db, instance_id)
+    assert approval.due_at == T0 + timedelta(hours=2)  # two hours from receipt, not from the approval's creation
+    timers.fire_due(complaint_db, T0 + timedelta(hours=2, minutes=1))
+    kinds = [e.kind for e in complaint_db.run(lambda s: audit.history(s, instance_id))]
+    assert kinds[-1] == "task_overdue_notified"
+    timers.fire_due(complaint_db, T0 + timedelta(hours=6, minutes=1))
+    # The management representative's head (jian.tang) already owns the approval, so it goes to the GM.
+    assert escalated_to(complaint_db, instance_id) == ["guoqiang.feng"]
+    assert [t.name for t in inbox_of(complaint_db, "guoqiang.feng")] == ["approve_proceed"]
+    complaint_db.run(lambda s: runtime.complete(s, approval.id, "guoqiang.feng", T0 + timedelta(hours=7),
+                                                {"proceed": "proceed"}))
+    assert open_task(complaint_db, instance_id).name == "quality_review"
+
+
+def test_reply_not_sent_within_24_hours_escalates_to_the_sales_head_then_the_general_manager(complaint_db):
+    _, instance_id = drive(complaint_db, {}, until="reply_customer")
+    reply = open_task(complaint_db, instance_id)
+    assert reply.due_at == reply.created_at + timedelta(hours=24)
+    timers.fire_due(complaint_db, reply.due_at + timedelta(hours=1, minutes=1))
+    assert escalated_to(complaint_db, instance_id) == ["jun.chen"]
+    timers.fire_due(complaint_db, reply.due_at + timedelta(hours=4, minutes=1))
+    assert escalated_to(complaint_db, instance_id) == ["jun.chen", "guoqiang.feng"]
+    assert [t.name for t in inbox_of(complaint_db, "guoqiang.feng")] == ["reply_customer"]
+
+
+def test_an_earlier_customer_deadline_brings_the_reply_forward(complaint_db):
+    _, instance_id = drive(complaint_db, {"intake": [{**INTAKE, "customer_deadline": "2026-11-02"}]},
+                           until="reply_customer")
+    assert open_task(complaint_db, instance_id).due_at == datetime(2026, 11, 2, 16, 0, tzinfo=timezone.utc)
+
+
+def test_a_delivery_complaint_is_due_by_the_customer_deadline(complaint_db):
+    _, instance_id = drive(complaint_db, {"intake": [{**INTAKE, "complaint_type": "delivery",
+                                                      "customer_deadline": "2026-11-05"}]}, until="handle_delivery")
+    assert open_task(complaint_db, instance_id).due_at == datetime(2026, 11, 5, 16, 0, tzinfo=timezone.utc)
