@@ -69,7 +69,7 @@ SCENARIOS = (
                               {"effective": "yes", "verification_evidence": "0 voids in 400 boards"}])),
 )
 
-_STEP = timedelta(hours=3)
+_STEP = timedelta(hours=1)  # every step in time: the 2-hour rule to reach quality holds
 DEMO_PASSWORD = "demo-signature"  # each signer's password, set the first time they sign
 _MAX_STEPS = 60
 
