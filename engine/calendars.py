@@ -116,6 +116,10 @@ class Recurrence:
     def first_index_from(self, moment: datetime) -> int:
         """The index of the first occurrence at or after ``moment`` (past the end when there is none)."""
         index = 0
+        fixed = not (self.period.years or self.period.months)
+        if fixed and moment > self.start:  # a period of fixed length: jump close, then step
+            step = timedelta(weeks=self.period.weeks, days=self.period.days) + self.period.clock_time
+            index = max((moment - self.start) // step - 1, 0)
         while (when := self.occurrence(index)) is not None and when < moment:
             index += 1
         return index

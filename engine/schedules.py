@@ -77,10 +77,10 @@ def deploy(session: Session, row: DefinitionRow, definition: Definition, now: da
     return existing
 
 
-def due_occurrences(schedule: ScheduleRow, now: datetime) -> list[tuple[int, datetime]]:
-    """The schedule's occurrences due before ``now`` that have not started an instance yet, in order."""
+def due_occurrences(schedule: ScheduleRow, now: datetime, limit: int) -> list[tuple[int, datetime]]:
+    """The first ``limit`` occurrences due before ``now`` that have not started an instance yet, in order."""
     recurrence, found, index = recurrence_of(schedule), [], schedule.occurrence
-    while (when := recurrence.occurrence(index)) is not None and when < now:
+    while len(found) < limit and (when := recurrence.occurrence(index)) is not None and when < now:
         found.append((index, when))
         index += 1
     return found

@@ -42,25 +42,39 @@ class Batch:
     firings: list[Firing] = field(default_factory=list)
 
 
-def _start_scheduled(session: Session, schedule: ScheduleRow, now: datetime, batch: Batch) -> None:
-    due = schedules.due_occurrences(schedule, now)
+def _start_scheduled(session: Session, schedule: ScheduleRow, now: datetime, limit: int, found: list[Firing]) -> None:
+    due = schedules.due_occurrences(schedule, now, limit)
     for index, when in due:
         instance = runtime.start_scheduled(session, schedule, when, now)
-        batch.firings.append(Firing("timer_fired", instance.id, f"timer '{schedule.event}' due {when:%Y-%m-%d %H:%M}Z "
-                                                                f"started instance {instance.id} of {schedule.process_key}"))
+        found.append(Firing("timer_fired", instance.id, f"timer '{schedule.event}' due {when.isoformat()} "
+                                                        f"started instance {instance.id} of {schedule.process_key}"))
     schedules.advance(schedule, due[-1][0] + 1 if due else schedule.occurrence)
 
 
-def _work_on(session: Session, instance: InstanceRow, now: datetime, batch: Batch) -> None:
+def _work_on(session: Session, instance: InstanceRow, now: datetime, found: list[Firing]) -> None:
     if instance.timer_due_at is not None and instance.timer_due_at < now:
         for fired in runtime.fire_timers(session, instance, now):
-            batch.firings.append(Firing("timer_fired", instance.id, f"timer '{fired['timer']}' due {fired['due']} "
-                                                                    f"fired in instance {instance.id}"))
+            found.append(Firing("timer_fired", instance.id, f"timer '{fired['timer']}' due {fired['due']} "
+                                                            f"fired in instance {instance.id}"))
     for step in escalation.escalate_due(session, instance, now):
         what = f"notified {step.data['notified']}" if step.kind == "task_overdue_notified" else \
             f"escalated to {step.data['to']} (level {step.data['level']})"
-        batch.firings.append(Firing(step.kind, instance.id, f"task {step.task_id} of instance {instance.id}: {what}"))
+        found.append(Firing(step.kind, instance.id, f"task {step.task_id} of instance {instance.id}: {what}"))
     runtime.reschedule(session, instance)
+
+
+def _isolated(session: Session, row: InstanceRow | ScheduleRow, instance_id: int | None, label: str, now: datetime,
+              batch: Batch, work: Callable[[list[Firing]], None]) -> None:
+    """Do one claimed row's work in a savepoint: on failure only it is rolled back, and retried later."""
+    found: list[Firing] = []
+    try:
+        with session.begin_nested():
+            work(found)
+    except EngineError as err:
+        row.next_due_at = now + RETRY_AFTER
+        batch.firings.append(Firing("failed", instance_id, f"{label}: {err}; retrying at {row.next_due_at.isoformat()}"))
+    else:
+        batch.firings.extend(found)
 
 
 def fire_batch(session: Session, now: datetime, limit: int = BATCH) -> Batch:
@@ -68,20 +82,16 @@ def fire_batch(session: Session, now: datetime, limit: int = BATCH) -> Batch:
     batch = Batch()
     for schedule in store.claim_due_schedules(session, now, limit):
         batch.claimed += 1
-        _start_scheduled(session, schedule, now, batch)
+        _isolated(session, schedule, None, f"timer start event of {schedule.process_key}", now, batch,
+                  lambda found, s=schedule: _start_scheduled(session, s, now, limit, found))
     for instance in store.claim_due_instances(session, now, limit):
         batch.claimed += 1
         # Re-check the claimed row as it is now (locked, at its current revision): another pass may have
         # done this work between our query and our lock.
         if instance.next_due_at is None or instance.next_due_at >= now:
             continue
-        try:
-            with session.begin_nested():
-                _work_on(session, instance, now, batch)
-        except EngineError as err:
-            instance.next_due_at = now + RETRY_AFTER
-            batch.firings.append(Firing("failed", instance.id, f"instance {instance.id}: {err}; retrying at "
-                                                               f"{instance.next_due_at:%Y-%m-%d %H:%M}Z"))
+        _isolated(session, instance, instance.id, f"instance {instance.id}", now, batch,
+                  lambda found, i=instance: _work_on(session, i, now, found))
     return batch
 
 

@@ -115,3 +115,11 @@ def test_a_three_month_cycle_stays_on_its_day_of_the_month():
 def test_a_bounded_cycle_ends():
     cycle = parse_recurrence("R2/2026-01-05T09:00:00+08:00/P6M", datetime(2026, 1, 1, tzinfo=timezone.utc))
     assert cycle.occurrence(1) is not None and cycle.occurrence(2) is None
+
+
+def test_the_next_occurrence_of_a_long_running_short_cycle_is_found_without_walking_every_one():
+    cycle = parse_recurrence("R/2000-01-01T00:00:00Z/PT1M", datetime(2000, 1, 1, tzinfo=timezone.utc))
+    moment = datetime(2026, 11, 2, 9, 0, 30, tzinfo=timezone.utc)
+    index = cycle.first_index_from(moment)
+    assert cycle.occurrence(index) == datetime(2026, 11, 2, 9, 1, tzinfo=timezone.utc)
+    assert cycle.occurrence(index - 1) < moment
