@@ -1,9 +1,11 @@
 """Replay: an instance re-executed from its pinned version and recorded inputs matches what is stored."""
 
+from datetime import timedelta
+
 from sqlalchemy import update
 
 from conftest import T0, at, deploy_fixture, tamper
-from engine import demo, replay, runtime, store
+from engine import demo, replay, runtime, store, timers
 from engine.store import EventRow
 
 SALES, QUALITY, QUALITY_HEAD = "li.zhou", "mei.wang", "qiang.li"
@@ -94,3 +96,58 @@ def test_instance_pointed_at_another_version_is_a_divergence(gateway_db, tmp_pat
     deploy_fixture(gateway_db, "gateway_condition", {"amount &gt; 10": "amount &gt; 100"}, tmp_path)
     tamper(gateway_db, "UPDATE instances SET definition_id = 2 WHERE id = :i", i=instance_id)
     assert "was recorded under definition" in _replay(gateway_db, instance_id).divergence
+
+
+# --- timers: a firing is a recorded input, replayed at its time -----------------------------------
+
+def test_instance_whose_interrupting_timer_the_worker_fired_replays_to_match(org_db):
+    deploy_fixture(org_db, "boundary_timer")
+    instance_id = org_db.run(lambda s: runtime.start(s, "boundary_timer", QUALITY, T0).id)
+    timers.fire_due(org_db, at(5 * 60))
+    [chase] = org_db.run(lambda s: store.tasks_of_instance(s, instance_id, runtime.ACTIVE_TASK))
+    org_db.run(lambda s: runtime.complete(s, chase.id, QUALITY_HEAD, at(6 * 60), {"approved": "yes"}))
+    assert _replay(org_db, instance_id).match
+
+
+def test_timer_fired_inside_a_users_completion_replays_to_match(org_db, tmp_path):
+    deploy_fixture(org_db, "boundary_timer", {'cancelActivity="true"': 'cancelActivity="false"'}, tmp_path)
+    instance_id = org_db.run(lambda s: runtime.start(s, "boundary_timer", QUALITY, T0).id)
+    [review] = org_db.run(lambda s: store.tasks_of_instance(s, instance_id, runtime.ACTIVE_TASK))
+    org_db.run(lambda s: runtime.complete(s, review.id, QUALITY, at(5 * 60), {"approved": "yes"}))  # timer due at 4 h
+    kinds = [e.kind for e in org_db.run(lambda s: store.events_of(s, instance_id))]
+    assert kinds.index("timer_fired") < kinds.index("task_completed")
+    assert _replay(org_db, instance_id).match
+
+
+def test_working_time_timer_and_escalations_replay_to_match(org_db):
+    deploy_fixture(org_db, "intermediate_timer")
+    instance_id = org_db.run(lambda s: runtime.start(s, "intermediate_timer", SALES, T0).id)
+    [request] = org_db.run(lambda s: store.tasks_of_instance(s, instance_id, runtime.ACTIVE_TASK))
+    org_db.run(lambda s: runtime.complete(s, request.id, SALES, at(1), {"amount": 5}))
+    timers.fire_due(org_db, at(7 * 24 * 60))
+    assert _replay(org_db, instance_id).match
+
+
+def test_a_complaint_escalated_to_the_general_manager_replays_to_match(complaint_db):
+    instance_id = complaint_db.run(lambda s: runtime.start(s, "customer_complaint", SALES, T0).id)
+    timers.fire_due(complaint_db, at(8 * 60))
+    [intake] = complaint_db.run(lambda s: store.tasks_of_instance(s, instance_id, runtime.ACTIVE_TASK))
+    assert intake.escalated_to == "guoqiang.feng"
+    assert _replay(complaint_db, instance_id).match
+
+
+def test_an_instance_started_by_its_timer_start_event_replays_to_match(org_db):
+    deploy_fixture(org_db, "timer_start_cycle")
+    timers.fire_due(org_db, T0 + timedelta(days=70))
+    [instance] = org_db.run(lambda s: store.list_instances(s))
+    assert _replay(org_db, instance.id).match
+
+
+def test_a_timer_firing_the_workflow_does_not_expect_is_a_divergence(org_db):
+    deploy_fixture(org_db, "boundary_timer")
+    instance_id = org_db.run(lambda s: runtime.start(s, "boundary_timer", QUALITY, T0).id)
+    timers.fire_due(org_db, at(5 * 60))
+    tamper(org_db, "UPDATE events SET at = :early WHERE instance_id = :i AND kind = 'timer_fired'",
+           early=at(60).replace(tzinfo=None), i=instance_id)
+    result = _replay(org_db, instance_id)
+    assert not result.match and "fires timer 'review_timeout'" in result.divergence
