@@ -24,7 +24,7 @@ from SpiffWorkflow.bpmn.specs.mixins.events.intermediate_event import BoundaryEv
 from SpiffWorkflow.exceptions import WorkflowException
 from SpiffWorkflow.util.task import TaskState
 
-from . import audit, clock, deadlines, definitions, schedules, signatures, snapshot, store
+from . import audit, cache, clock, deadlines, definitions, schedules, signatures, snapshot, store
 from .audit import EventKind
 from .calendars import BusinessCalendar, DurationError
 from .definitions import Definition, UserTaskInfo
@@ -77,7 +77,6 @@ def _move(row: InstanceRow | TaskRow, new: InstanceStatus | TaskStatus, what: st
 # --- caches of immutable things --------------------------------------------------------------
 
 _definitions: dict[str, Definition] = {}
-_organisations: dict[str, Organisation] = {}
 _calendars: dict[str, BusinessCalendar] = {}
 _SCRIPT_ENGINE = make_script_engine()
 
@@ -90,21 +89,24 @@ def definition_of(row: DefinitionRow) -> Definition:
     return found
 
 
-def _in_force(row, cache: dict, build, missing: str):
+def _in_force(row, built: dict, build, missing: str):
     """The object built from a loaded file's stored content (built once per content), NotFound when none is loaded."""
     if row is None:
         raise NotFound(missing)
     key = audit.canonical(row.content)
-    found = cache.get(key)
+    found = built.get(key)
     if found is None:
-        found = cache[key] = build(row.content)
+        found = built[key] = build(row.content)
     return found
 
 
 def organisation(session: Session) -> Organisation:
     """The organisation in force; raises NotFound when none has been loaded yet."""
-    return _in_force(store.current_organisation(session), _organisations, Organisation.from_dict,
-                     "no organisation is loaded yet: run 'qproc org load org.yaml'")
+    row_id = store.current_organisation_id(session)
+    if row_id is None:
+        raise NotFound("no organisation is loaded yet: run 'qproc org load org.yaml'")
+    return cache.organisation(session, row_id,
+                              lambda: Organisation.from_dict(store.get_organisation(session, row_id).content))
 
 
 def business_calendar(session: Session, at: datetime | None = None) -> BusinessCalendar:
@@ -400,7 +402,9 @@ def reschedule(session: Session, instance: InstanceRow, workflow: BpmnWorkflow |
 def _sync_tasks(session: Session, instance: InstanceRow, definition: Definition, workflow: BpmnWorkflow,
                 actor: str, now: datetime) -> None:
     """Make the instance's human tasks match the workflow's ready user tasks: create new, cancel vanished."""
-    rows = {row.spiff_id: row for row in store.tasks_of_instance(session, instance.id, ACTIVE_TASK)}
+    with session.no_autoflush:  # saves a flush; statuses changed by this command are checked in memory here
+        rows = {row.spiff_id: row for row in store.tasks_of_instance(session, instance.id, ACTIVE_TASK)
+                if row.status in ACTIVE_TASK}
     vanished, new = task_changes(list(rows), workflow)
     for row in (rows[spiff_id] for spiff_id in vanished):
         _move(row, TaskStatus.CANCELLED, f"cancel task {row.id}")
@@ -432,7 +436,7 @@ def _settle(session: Session, instance: InstanceRow, definition: Definition, wor
 
 
 def _save(session: Session, instance: InstanceRow, workflow: BpmnWorkflow, now: datetime) -> None:
-    instance.state = snapshot.dump(workflow)
+    _save_state(session, instance, workflow)
     instance.updated_at = now
     reschedule(session, instance, workflow)
 
@@ -500,6 +504,17 @@ def _begin(session: Session, row: DefinitionRow, definition: Definition, actor: 
     with command_clock(session, now):
         _advance(session, instance, definition, workflow, actor, now, before={})
     return instance
+
+
+def _workflow_to_change(session: Session, instance: InstanceRow) -> tuple[Definition, BpmnWorkflow]:
+    """For a command that saves the state: the workflow kept from this instance's last save, else decoded."""
+    kept = cache.take_workflow(session, instance)
+    return (definition_of(instance.definition), kept) if kept is not None else load_workflow(instance)
+
+
+def _save_state(session: Session, instance: InstanceRow, workflow: BpmnWorkflow) -> None:
+    instance.state = snapshot.dump(workflow)
+    cache.keep_workflow(session, instance, workflow)
 
 
 def start(session: Session, process_key: str, actor: str, now: datetime, data: dict[str, Any] | None = None,
@@ -649,7 +664,7 @@ def complete(session: Session, task_id: int, actor: str, now: datetime, data: di
         raise Forbidden(f"cannot complete {task_label(task)}: it is claimed by {task.assignee}")
     _check_duties(session, task, actor, "complete", now)
     instance = task.instance
-    definition, workflow = load_workflow(instance)
+    definition, workflow = _workflow_to_change(session, instance)
     clean = definition.forms[task.form_key].validate(data)
     with command_clock(session, now):
         fired = _fire_due_timers(session, instance, definition, workflow, now)
@@ -696,9 +711,9 @@ def cancel(session: Session, instance_id: int, actor: str, now: datetime, reason
         task.escalate_at = None
         audit.record(session, EventKind.TASK_CANCELLED, actor, now, instance=instance, task_id=task.id,
                      data={"task": task.name})
-    _, workflow = load_workflow(instance)
+    _, workflow = _workflow_to_change(session, instance)
     workflow.cancel()
-    instance.state = snapshot.dump(workflow)
+    _save_state(session, instance, workflow)
     instance.ended_at = instance.updated_at = now
     reschedule(session, instance)
     return instance

@@ -16,13 +16,18 @@ from typing import Any, TypeVar
 from sqlalchemy import (JSON, DateTime, ForeignKey, Index, Integer, String, Text, TypeDecorator,
                         UniqueConstraint, create_engine, event, func, or_, select)
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
+from sqlalchemy.orm import (DeclarativeBase, Mapped, Session, mapped_column, relationship, selectinload, sessionmaker,
+                            undefer_group)
 from sqlalchemy.orm.exc import StaleDataError
 
 from .errors import ConcurrentUpdate, NotFound
 
 DEFAULT_URL = "sqlite:///qproc.db"
+SQLITE_SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 T = TypeVar("T")
+_AFTER_COMMIT = "qproc_after_commit"
+_MEMO = "qproc_memo"
+_FILES = "files"
 
 
 class UTCDateTime(TypeDecorator):
@@ -57,8 +62,11 @@ class DefinitionRow(Base):
     version: Mapped[int]
     name: Mapped[str] = mapped_column(String(500))
     content_hash: Mapped[str] = mapped_column(String(64))
-    manifest: Mapped[dict] = mapped_column(JSON)
-    artifacts: Mapped[dict] = mapped_column(JSON)
+    # Deferred: commands reach a definition through every task they touch but need its files only once
+    # per process (the parsed Definition is cached by content hash); the queries below for definitions
+    # themselves load them.
+    manifest: Mapped[dict] = mapped_column(JSON, deferred=True, deferred_group=_FILES)
+    artifacts: Mapped[dict] = mapped_column(JSON, deferred=True, deferred_group=_FILES)
     deployed_at: Mapped[datetime] = mapped_column(UTCDateTime)
     deployed_by: Mapped[str] = mapped_column(String(200))
 
@@ -104,7 +112,8 @@ class TaskRow(Base):
     """
 
     __tablename__ = "tasks"
-    __table_args__ = (Index("ix_tasks_department_status", "department", "status"),
+    # The inbox index also covers the inbox's sort keys, so ordering a department's open tasks reads no table rows.
+    __table_args__ = (Index("ix_tasks_inbox", "department", "status", "due_at", "id"),
                       Index("ix_tasks_instance_status", "instance_id", "status"),
                       Index("ix_tasks_assignee_status", "assignee", "status"),
                       Index("ix_tasks_escalated_to_status", "escalated_to", "status"),
@@ -218,12 +227,21 @@ def _json_dumps(value: Any) -> str:
 
 
 class Database:
-    """A database URL opened for qproc: engine, session factory, schema, one transaction per command."""
+    """A database URL opened for qproc: engine, session factory, schema, one transaction per command.
 
-    def __init__(self, url: str | None = None):
+    ``sqlite_synchronous`` (SQLite only; default ``QPROC_SQLITE_SYNCHRONOUS`` or NORMAL) is SQLite's
+    ``synchronous`` pragma: with WAL, NORMAL may lose the last commits on power loss but never
+    corrupts the file; FULL makes every commit durable before it returns.
+    """
+
+    def __init__(self, url: str | None = None, sqlite_synchronous: str | None = None):
         self.url = url or os.environ.get("QPROC_DB") or DEFAULT_URL
-        self.engine = _make_engine(self.url)
+        synchronous = (sqlite_synchronous or os.environ.get("QPROC_SQLITE_SYNCHRONOUS") or "NORMAL").upper()
+        if synchronous not in SQLITE_SYNCHRONOUS:
+            raise ValueError(f"SQLite synchronous mode '{synchronous}' is not one of {', '.join(SQLITE_SYNCHRONOUS)}")
+        self.engine = _make_engine(self.url, synchronous)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._memo: dict = {}
 
     def create_schema(self) -> None:
         """Create any missing tables (an existing database keeps its data)."""
@@ -237,8 +255,12 @@ class Database:
         """
         for _ in range(retries + 1):
             try:
-                with self._sessions() as session, session.begin():
-                    return work(session)
+                with self._sessions(info={_MEMO: self._memo}) as session:
+                    with session.begin():
+                        result = work(session)
+                    for callback in session.info.pop(_AFTER_COMMIT, ()):
+                        callback()
+                    return result
             except StaleDataError:
                 continue
         raise ConcurrentUpdate("the instance was changed by someone else meanwhile; reload and try again")
@@ -248,7 +270,20 @@ class Database:
         self.engine.dispose()
 
 
-def _make_engine(url: str) -> Engine:
+def memo(session: Session) -> dict:
+    """A dict this process keeps for the session's database across commands (for caches of decoded rows).
+
+    Sessions not opened by :meth:`Database.run` get a dict of their own, so nothing leaks between databases.
+    """
+    return session.info.setdefault(_MEMO, {})
+
+
+def after_commit(session: Session, callback: Callable[[], None]) -> None:
+    """Call ``callback()`` once the command running in ``session`` has committed; never if it rolls back."""
+    session.info.setdefault(_AFTER_COMMIT, []).append(callback)
+
+
+def _make_engine(url: str, synchronous: str) -> Engine:
     if not url.startswith("sqlite"):
         return create_engine(url, json_serializer=_json_dumps)
     engine = create_engine(url, json_serializer=_json_dumps, connect_args={"timeout": 30})
@@ -259,7 +294,7 @@ def _make_engine(url: str) -> Engine:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute(f"PRAGMA synchronous={os.environ.get('QPROC_SQLITE_SYNCHRONOUS', 'NORMAL')}")
+        cursor.execute(f"PRAGMA synchronous={synchronous}")
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -282,8 +317,9 @@ def add_definition(session: Session, row: DefinitionRow) -> DefinitionRow:
 
 def find_definition_by_hash(session: Session, process_key: str, content_hash: str) -> DefinitionRow | None:
     """The deployed version of a process with exactly this content, if any."""
-    return session.scalars(select(DefinitionRow).where(DefinitionRow.process_key == process_key,
-                                                       DefinitionRow.content_hash == content_hash)).first()
+    return session.scalars(select(DefinitionRow).options(undefer_group(_FILES))
+                           .where(DefinitionRow.process_key == process_key,
+                                  DefinitionRow.content_hash == content_hash)).first()
 
 
 def latest_version_number(session: Session, process_key: str) -> int:
@@ -293,7 +329,8 @@ def latest_version_number(session: Session, process_key: str) -> int:
 
 def latest_definition(session: Session, process_key: str) -> DefinitionRow:
     """The newest deployed version of a process; NotFound lists what is deployed."""
-    row = session.scalars(select(DefinitionRow).where(DefinitionRow.process_key == process_key)
+    row = session.scalars(select(DefinitionRow).options(undefer_group(_FILES))
+                          .where(DefinitionRow.process_key == process_key)
                           .order_by(DefinitionRow.version.desc()).limit(1)).first()
     if row is None:
         known = session.scalars(select(DefinitionRow.process_key).distinct()).all()
@@ -304,7 +341,8 @@ def latest_definition(session: Session, process_key: str) -> DefinitionRow:
 
 def list_definitions(session: Session) -> list[DefinitionRow]:
     """Every deployed version, by process then version."""
-    return list(session.scalars(select(DefinitionRow).order_by(DefinitionRow.process_key, DefinitionRow.version)))
+    return list(session.scalars(select(DefinitionRow).options(undefer_group(_FILES))
+                                .order_by(DefinitionRow.process_key, DefinitionRow.version)))
 
 
 # --- instances -------------------------------------------------------------------------------
@@ -402,10 +440,15 @@ def inbox(session: Session, departments: list[str], statuses: tuple[str, ...], a
     owned = TaskRow.department.in_(departments)
     if escalated_to is not None:
         owned = or_(owned, TaskRow.escalated_to == escalated_to)
-    query = (select(TaskRow).where(owned, TaskRow.status.in_(statuses))
-             .order_by(TaskRow.due_at.is_(None), TaskRow.due_at, TaskRow.id).limit(limit))
+    order = (TaskRow.due_at.is_(None), TaskRow.due_at, TaskRow.id)
+    # First the ids, sorted from the inbox index alone; then only those rows, and their instances by id.
+    # Sorting whole rows (joined to their instances) would read every matching task, so the time would
+    # grow with the department's open tasks instead of with the page shown.
+    ids = select(TaskRow.id).where(owned, TaskRow.status.in_(statuses)).order_by(*order).limit(limit)
     if assignee is not None:
-        query = query.where(or_(TaskRow.assignee == assignee, TaskRow.escalated_to == assignee))
+        ids = ids.where(or_(TaskRow.assignee == assignee, TaskRow.escalated_to == assignee))
+    query = (select(TaskRow).options(selectinload(TaskRow.instance).defer(InstanceRow.state))  # a list needs no state
+             .where(TaskRow.id.in_(ids)).order_by(*order))
     return list(session.scalars(query))
 
 
@@ -483,6 +526,19 @@ def add_organisation(session: Session, row: OrganisationRow) -> OrganisationRow:
 def current_organisation(session: Session) -> OrganisationRow | None:
     """The organisation in force (the newest loaded), or None before the first load."""
     return session.scalars(select(OrganisationRow).order_by(OrganisationRow.id.desc()).limit(1)).first()
+
+
+def current_organisation_id(session: Session) -> int | None:
+    """The id of the organisation in force, or None before the first load (cheaper than loading the row)."""
+    return session.scalar(select(func.max(OrganisationRow.id)))
+
+
+def get_organisation(session: Session, organisation_id: int) -> OrganisationRow:
+    """A loaded organisation by id; raises NotFound naming it."""
+    row = session.get(OrganisationRow, organisation_id)
+    if row is None:
+        raise NotFound(f"no such organisation: {organisation_id}")
+    return row
 
 
 # --- business calendar -----------------------------------------------------------------------

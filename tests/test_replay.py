@@ -5,7 +5,7 @@ from datetime import timedelta
 from sqlalchemy import update
 
 from conftest import T0, at, deploy_fixture, tamper
-from engine import demo, replay, runtime, store, timers
+from engine import demo, replay, runtime, snapshot, store, timers
 from engine.store import EventRow
 
 SALES, QUALITY, QUALITY_HEAD = "li.zhou", "mei.wang", "qiang.li"
@@ -74,7 +74,7 @@ def test_status_altered_behind_the_engine_is_a_divergence(gateway_db):
 
 def test_snapshot_altered_behind_the_engine_is_a_divergence(gateway_db):
     instance_id = _large_request(gateway_db)
-    state = gateway_db.run(lambda s: store.get_instance(s, instance_id).state)
+    state = snapshot.as_json(gateway_db.run(lambda s: store.get_instance(s, instance_id).state))
     tamper(gateway_db, "UPDATE instances SET state = :state WHERE id = :i", i=instance_id,
            state=state.replace('"rush"', '"slow"'))
     divergence = _replay(gateway_db, instance_id).divergence
