@@ -67,12 +67,13 @@ class Driver:
 
     @classmethod
     def prepare(cls, db: Database, steps: tuple[int, ...], scratch: Path) -> "Driver":
-        """Create the schema, load the shipped organisation, deploy the benchmark processes and the complaint."""
+        """Create the schema, load the organisation and calendar, deploy the benchmark processes and the complaint."""
         db.create_schema()
         processes = ROOT / "processes"
 
         def work(session):
             runtime.load_organisation(session, ROOT / "org.yaml", runtime.SYSTEM_ACTOR, T0)
+            runtime.load_calendar(session, ROOT / "calendar.yaml", runtime.SYSTEM_ACTOR, T0)
             for n in steps:
                 engine.deploy(session, [process.write_process(n, scratch)], process.FORMS_DIR, ADMIN, T0)
             engine.deploy(session, [processes / f"{COMPLAINT}.bpmn"], ROOT / "forms", ADMIN, T0,
