@@ -23,15 +23,14 @@ import engine
 from engine import Database, EngineError
 
 console = Console(highlight=False)
-SHIPPED_ROOTS = (Path(__file__).resolve().parent, Path(sys.prefix) / "share" / "qproc")
 
 
 def shipped(name: str) -> Path:
     """The path of a file or folder shipped with qproc (``processes``, ``forms``, ``org.yaml``)."""
-    for root in SHIPPED_ROOTS:
-        if (root / name).exists():
-            return root / name
-    raise click.ClickException(f"cannot find the shipped '{name}' (looked in {', '.join(map(str, SHIPPED_ROOTS))})")
+    try:
+        return engine.bootstrap.shipped(name)
+    except EngineError as err:
+        raise click.ClickException(str(err)) from None
 
 
 class Context:
@@ -173,35 +172,10 @@ def _event_json(event) -> dict[str, Any]:
             "task": event.task_id, "data": event.data}
 
 
-def _event_summary(event) -> str:
-    data = event.data
-    if event.kind == "task_created":
-        due = f", due {_time(datetime.fromisoformat(data['due']))}" if data.get("due") else ""
-        return f"{data['title']} → {data['department']}" + (" (head)" if data.get("role") else "") + due
-    if event.kind == "timer_fired":
-        return f"timer {data['timer']} (due {_time(datetime.fromisoformat(data['due']))})"
-    if event.kind in ("task_escalated", "task_overdue_notified"):
-        return f"level {data['level']}: {data['reason']}"
-    if event.kind in ("task_completed", "instance_started"):
-        return ", ".join(f"{k}={v}" for k, v in (data.get("data") or {}).items())
-    if event.kind == "step_completed":
-        nxt = f" → {', '.join(data['next'])}" if data.get("next") else ""
-        return f"{data.get('name') or data['step']}{nxt}"
-    if event.kind == "task_signed":
-        return (f"signed by {data['printed_name']} — {data['meaning']} — signs event #{data['record']['event_seq']}"
-                f", data SHA-256 {data['data_sha256'][:16]}…")
-    if event.kind == "data_corrected":
-        changes = "; ".join(f"{k}: {v['old']} → {v['new']}" for k, v in data["changes"].items())
-        return f"{changes} (reason: {data['reason']})"
-    if event.kind == "action_refused":
-        return data["reason"]
-    return ", ".join(f"{k}={v}" for k, v in data.items() if k != "data")
-
-
 def print_history(instance_id: int, events: list) -> None:
     """Render an instance's history as a table."""
     _table(f"History of instance {instance_id}", ["#", "time", "actor", "event", "task", "details"],
-           [[e.seq, _time(e.at), e.actor, e.kind, e.task_id, _event_summary(e)] for e in events])
+           [[e.seq, _time(e.at), e.actor, e.kind, e.task_id, engine.audit.summary(e)] for e in events])
 
 
 # --- commands --------------------------------------------------------------------------------
@@ -354,8 +328,11 @@ def overdue(ctx: Context, as_json: bool) -> None:
 @click.option("--lang", type=click.Choice(["en", "zh"]), default="en", show_default=True, help="Label language.")
 @pass_ctx
 def show_task(ctx: Context, task_id: int, as_json: bool, lang: str) -> None:
-    """Show a task: its instance, the data so far, and the form to fill."""
-    view = ctx.run(lambda s: engine.describe_task(s, task_id))
+    """Show a task: its instance, the data so far, and the form to fill.
+
+    With --as, only a member of the task's department may read it.
+    """
+    view = ctx.run(lambda s: engine.describe_task(s, task_id, ctx.actor_name))
     task, form = view.task, view.form
     if as_json:
         _echo_json({**_task_json(task), "context": view.data, "form_schema": form.json_schema()})
@@ -522,7 +499,7 @@ def history(ctx: Context, instance_id: int, as_json: bool) -> None:
 
 @main.group()
 def user() -> None:
-    """Users: signature passwords."""
+    """Users: their password (web sign-in and electronic signatures)."""
 
 
 @user.command("set-password")
@@ -531,7 +508,8 @@ def user() -> None:
               help="Your current password, to change it (else QPROC_PASSWORD, else a hidden prompt).")
 @pass_ctx
 def set_password(ctx: Context, password_file: Path | None, current_password_file: Path | None) -> None:
-    """Set your password for electronic signatures (to change it, give the current one too).
+    """Set your password, for signing in to the web tasklist and for electronic signatures
+    (to change it, give the current one too).
 
     The new password comes from --password-file, else QPROC_NEW_PASSWORD, else a hidden prompt.
     """
@@ -539,7 +517,7 @@ def set_password(ctx: Context, password_file: Path | None, current_password_file
     has_one = ctx.run(lambda s: engine.store.get_credential(s, actor) is not None)
     current = _password(current_password_file, "Current password") if has_one else None
     new = _password(password_file, "New password", env="QPROC_NEW_PASSWORD", confirm=True)
-    ctx.run(lambda s: engine.signatures.set_password(s, engine.organisation(s), actor, new, actor, ctx.now, current))
+    ctx.run(lambda s: engine.credentials.set_password(s, engine.organisation(s), actor, new, actor, ctx.now, current))
     click.echo(f"Signature password of {actor} is set.")
 
 
@@ -751,6 +729,29 @@ def demo(ctx: Context) -> None:
         events = ctx.run(lambda s, i=instance_id: engine.history(s, i))
         click.echo(f"\n{scenario.title}: instance {instance_id}")
         print_history(instance_id, events)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535), help="Port to listen on.")
+@pass_ctx
+def serve(ctx: Context, host: str, port: int) -> None:
+    """Serve the web tasklist and the REST API (/api, OpenAPI at /api/openapi.json) over this database.
+
+    On a database with no organisation it first loads the sample organisation and deploys the
+    shipped procedures; sample users get the demo password, printed here. The web application
+    (package ``web``) is started by name, so this command shares no code with it.
+    """
+    import uvicorn
+
+    try:
+        for line in engine.bootstrap.first_run(ctx.db, ctx.now):
+            click.echo(line)
+    except EngineError as err:
+        raise click.ClickException(str(err)) from None
+    click.echo(f"Serving the inbox at http://{host}:{port}/ (Ctrl+C to stop).")
+    os.environ["QPROC_DB"] = ctx.db.url
+    uvicorn.run("web.app:create_app", factory=True, host=host, port=port, log_level="warning")
 
 
 if __name__ == "__main__":

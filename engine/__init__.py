@@ -1,20 +1,23 @@
-"""qproc's engine: the names the CLI (and later the web service) use, nothing more."""
+"""qproc's engine: the names the CLI and the web service use, nothing more."""
 
-from . import audit, corrections, demo, evidence, replay, reports, signatures, store, timers, worker
+from . import (audit, bootstrap, corrections, credentials, demo, evidence, replay, reports, signatures, store, timers,
+               worker)
 from .audit import history
 from .corrections import correct
+from .credentials import check_password, set_password
 from .deadlines import late_by
 from .directory import Organisation
 from .errors import EngineError
 from .runtime import (ACTIVE_TASK, SYSTEM_ACTOR, InstanceStatus, TaskStatus, business_calendar, cancel, claim,
                       complete, deploy, describe_task, instance_data, load_calendar, load_organisation, organisation,
-                      rules_of, start, visible_departments)
+                      rules_of, start, startable, unclaim, visible_departments, visible_instance)
 from .store import Database
 
 __all__ = [
     "ACTIVE_TASK", "SYSTEM_ACTOR", "Database", "EngineError", "InstanceStatus", "Organisation", "TaskStatus",
-    "audit", "business_calendar", "cancel", "claim", "complete", "correct", "corrections", "demo", "deploy",
-    "describe_task", "evidence", "history", "instance_data", "late_by", "load_calendar", "load_organisation",
-    "organisation", "replay", "reports", "rules_of", "signatures", "start", "store", "timers",
-    "visible_departments", "worker",
+    "audit", "bootstrap", "business_calendar", "cancel", "check_password", "claim", "complete", "correct",
+    "corrections", "credentials", "demo", "deploy", "describe_task", "evidence", "history", "instance_data", "late_by",
+    "load_calendar", "load_organisation", "organisation", "replay", "reports", "rules_of", "set_password",
+    "signatures", "start", "startable", "store", "timers", "unclaim", "visible_departments", "visible_instance",
+    "worker",
 ]

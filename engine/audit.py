@@ -47,7 +47,7 @@ class EventKind(str, Enum):
     TASK_SIGNED = "task_signed"          # an electronic signature bound to the task_completed event it signs
     DATA_CORRECTED = "data_corrected"    # submitted data corrected: old and new values, and why
     ACTION_REFUSED = "action_refused"    # a claim or completion refused by a rule the history must show
-    PASSWORD_SET = "password_set"        # a user set their signature password (system chain; no secret)
+    PASSWORD_SET = "password_set"        # a user's password was set (system chain; no secret)
     TIMER_FIRED = "timer_fired"                      # an input: the worker fired a due timer {timer, due}
     TASK_OVERDUE_NOTIFIED = "task_overdue_notified"  # an overdue task's owner was reminded
     TASK_ESCALATED = "task_escalated"                # an overdue task got a new owner {level, from, to, reason}
@@ -279,3 +279,34 @@ def _check_definitions(rows: list[store.DefinitionRow], system_rows: list[EventR
         elif (row.process_key, row.content_hash) not in deployed:
             problems.append(Problem(None, None, f"{label}: no deployment event records it (inserted)"))
     return problems
+
+
+def _minute(iso: str) -> str:
+    return datetime.fromisoformat(iso).strftime("%Y-%m-%d %H:%M")
+
+
+def summary(event: Event) -> str:
+    """What an event says, in one line: the task and department it created, the data submitted, the branch
+    taken, the timer fired, the escalation, the signature, the correction, the refusal."""
+    data = event.data
+    if event.kind == EventKind.TASK_CREATED:
+        due = f", due {_minute(data['due'])}" if data.get("due") else ""
+        return f"{data['title']} → {data['department']}" + (" (head)" if data.get("role") else "") + due
+    if event.kind == EventKind.TIMER_FIRED:
+        return f"timer {data['timer']} (due {_minute(data['due'])})"
+    if event.kind in (EventKind.TASK_ESCALATED, EventKind.TASK_OVERDUE_NOTIFIED):
+        return f"level {data['level']}: {data['reason']}"
+    if event.kind in (EventKind.TASK_COMPLETED, EventKind.INSTANCE_STARTED):
+        return ", ".join(f"{k}={v}" for k, v in (data.get("data") or {}).items())
+    if event.kind == EventKind.STEP_COMPLETED:
+        nxt = f" → {', '.join(data['next'])}" if data.get("next") else ""
+        return f"{data.get('name') or data['step']}{nxt}"
+    if event.kind == EventKind.TASK_SIGNED:
+        return (f"signed by {data['printed_name']} — {data['meaning']} — signs event #{data['record']['event_seq']}"
+                f", data SHA-256 {data['data_sha256'][:16]}…")
+    if event.kind == EventKind.DATA_CORRECTED:
+        changes = "; ".join(f"{k}: {v['old']} → {v['new']}" for k, v in data["changes"].items())
+        return f"{changes} (reason: {data['reason']})"
+    if event.kind == EventKind.ACTION_REFUSED:
+        return data["reason"]
+    return ", ".join(f"{k}={v}" for k, v in data.items() if k != "data")

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from . import runtime, signatures, store
+from . import credentials, runtime, store
 from .errors import EngineError
 from .store import Database
 
@@ -70,7 +70,7 @@ SCENARIOS = (
 )
 
 _STEP = timedelta(hours=1)  # every step in time: the 2-hour rule to reach quality holds
-DEMO_PASSWORD = "demo-signature"  # each signer's password, set the first time they sign
+DEMO_PASSWORD = "qproc-demo"  # every sample user's first password (sign-in and signatures)
 _MAX_STEPS = 60
 
 
@@ -99,7 +99,7 @@ def _actor(org, department: str, role: str | None) -> str:
 def signing_password(session, actor: str, now: datetime) -> str:
     """The demo signature password of ``actor``, set (and recorded) the first time they sign."""
     if store.get_credential(session, actor) is None:
-        signatures.set_password(session, runtime.organisation(session), actor, DEMO_PASSWORD, actor, now)
+        credentials.set_password(session, runtime.organisation(session), actor, DEMO_PASSWORD, actor, now)
     return DEMO_PASSWORD
 
 

@@ -517,6 +517,31 @@ def _save_state(session: Session, instance: InstanceRow, workflow: BpmnWorkflow)
     cache.keep_workflow(session, instance, workflow)
 
 
+def _check_may_start(org: Organisation, definition: Definition, actor: str) -> None:
+    if definition.start_timer is not None:
+        timer = definition.start_timer
+        raise InvalidTransition(f"process '{definition.process_key}' starts by its timer '{timer['name']}' "
+                                f"({timer['expression']}); the worker starts it, not a user")
+    if definition.start_department and actor not in org.department(definition.start_department).members:
+        raise Forbidden(f"process '{definition.process_key}' is started by department "
+                        f"'{definition.start_department}'; '{actor}' is not a member of it")
+
+
+def startable(session: Session, actor: str) -> list[DefinitionRow]:
+    """The newest version of every deployed process the actor may start (by hand, not by timer), by process key."""
+    org = organisation(session)
+    org.user(actor)
+    newest = {row.process_key: row for row in store.list_definitions(session)}
+    found = []
+    for row in newest.values():
+        try:
+            _check_may_start(org, definition_of(row), actor)
+        except (Forbidden, InvalidTransition):
+            continue
+        found.append(row)
+    return found
+
+
 def start(session: Session, process_key: str, actor: str, now: datetime, data: dict[str, Any] | None = None,
           business_key: str | None = None) -> InstanceRow:
     """Start an instance of the newest version of a process and run it to its first wait.
@@ -529,13 +554,7 @@ def start(session: Session, process_key: str, actor: str, now: datetime, data: d
     org.user(actor)
     row = store.latest_definition(session, process_key)
     definition = definition_of(row)
-    if definition.start_timer is not None:
-        timer = definition.start_timer
-        raise InvalidTransition(f"process '{process_key}' starts by its timer '{timer['name']}' "
-                                f"({timer['expression']}); the worker starts it, not a user")
-    if definition.start_department and actor not in org.department(definition.start_department).members:
-        raise Forbidden(f"process '{process_key}' is started by department '{definition.start_department}'; "
-                        f"'{actor}' is not a member of it")
+    _check_may_start(org, definition, actor)
     return _begin(session, row, definition, actor, now, data, business_key)
 
 
@@ -646,6 +665,16 @@ def _check_duties(session: Session, task: TaskRow, actor: str, action: str, now:
                            "conflicts_with": {"task": done.name, "task_id": done.id}})
 
 
+def _completable_task(session: Session, task_id: int, actor: str, now: datetime) -> TaskRow:
+    """The task, if the actor may complete it now; InvalidTransition, Forbidden or Refusal saying why not."""
+    task = _active_task(session, task_id, "complete")
+    _check_may_act(organisation(session), actor, task)
+    if task.assignee and actor not in (task.assignee, task.escalated_to):
+        raise Forbidden(f"cannot complete {task_label(task)}: it is claimed by {task.assignee}")
+    _check_duties(session, task, actor, "complete", now)
+    return task
+
+
 def complete(session: Session, task_id: int, actor: str, now: datetime, data: dict[str, Any],
              password: str | None = None) -> TaskRow:
     """Submit a task's form: validate it, complete the task, run the engine to the next wait.
@@ -657,12 +686,8 @@ def complete(session: Session, task_id: int, actor: str, now: datetime, data: di
     their signature bound to this completion. Timers that fell due before ``now`` fire first: if
     one of them withdrew this task, the completion is refused.
     """
-    task = _active_task(session, task_id, "complete")
+    task = _completable_task(session, task_id, actor, now)
     org = organisation(session)
-    _check_may_act(org, actor, task)
-    if task.assignee and actor not in (task.assignee, task.escalated_to):
-        raise Forbidden(f"cannot complete {task_label(task)}: it is claimed by {task.assignee}")
-    _check_duties(session, task, actor, "complete", now)
     instance = task.instance
     definition, workflow = _workflow_to_change(session, instance)
     clean = definition.forms[task.form_key].validate(data)
@@ -729,21 +754,59 @@ def instance_data(instance: InstanceRow) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class TaskView:
-    """A task with what its assignee needs to see: the form, the data so far, the rules it is under."""
+    """A task with what its assignee needs to see: the form, the data so far, the rules it is under.
+
+    ``blocked`` says why the viewer may not complete the task now (done, claimed by someone
+    else, needs the head, separation of duties); None when they may, or when no viewer was named.
+    """
 
     task: TaskRow
     form: Any
     data: dict[str, Any]
     rules: UserTaskInfo
+    blocked: str | None = None
 
 
-def describe_task(session: Session, task_id: int) -> TaskView:
-    """A task, its form, and the instance data as the task sees it (its submitted data once completed)."""
+def describe_task(session: Session, task_id: int, actor: str | None = None,
+                  now: datetime | None = None) -> TaskView:
+    """A task, its form, and the instance data as the task sees it (its submitted data once completed).
+
+    With an ``actor``, nobody reads another department's task: Forbidden unless the actor is a
+    member of the task's department or the one it was escalated to; ``blocked`` then tells whether
+    they may complete it (at ``now``).
+    """
     task = store.get_task(session, task_id)
+    blocked = None
+    if actor is not None:
+        if actor != task.escalated_to:
+            visible_departments(session, actor, task.department)
+        try:
+            _completable_task(session, task_id, actor, now)
+        except (Forbidden, InvalidTransition) as err:
+            blocked = str(err)
     definition, workflow = load_workflow(task.instance)
     spiff_task = workflow.get_task_from_id(UUID(task.spiff_id))
     data = _public_data(spiff_task.data) if spiff_task is not None else {}
-    return TaskView(task=task, form=definition.forms[task.form_key], data=data, rules=rules_of(task))
+    return TaskView(task=task, form=definition.forms[task.form_key], data=data, rules=rules_of(task),
+                    blocked=blocked)
+
+
+def visible_instance(session: Session, instance_id: int, actor: str) -> InstanceRow:
+    """The instance, if the actor may read it: its starter, a member of a department it has (had) a task
+    in, or someone one of its tasks was escalated to.
+
+    Raises NotFound for an unknown instance or user, Forbidden for anyone else.
+    """
+    instance = store.get_instance(session, instance_id)
+    org = organisation(session)
+    org.user(actor)
+    tasks = store.tasks_of_instance(session, instance_id)
+    involved = {task.department for task in tasks}
+    escalated_to = {task.escalated_to for task in tasks}
+    if actor != instance.started_by and actor not in escalated_to and not involved & set(org.departments_of(actor)):
+        raise Forbidden(f"'{actor}' may not see instance {instance_id}: none of their departments has a task in it "
+                        f"(departments involved: {', '.join(sorted(involved)) or 'none'})")
+    return instance
 
 
 def visible_departments(session: Session, actor: str, department: str | None) -> list[str]:

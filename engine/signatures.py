@@ -1,57 +1,23 @@
-"""Electronic signatures: each user's signature password, and the signature bound to the record it signs.
+"""Electronic signatures: the signer's password re-checked, and the signature bound to the record it signs.
 
 21 CFR Part 11 asks that a signature show the signer's printed name, the time and its meaning
 (11.50) and be linked to its record so that it cannot be moved to another (11.70). Here a
 signature is a ``task_signed`` event appended right after the ``task_completed`` event it signs,
 in the same transaction. It carries the printed name, the meaning, the SHA-256 of the exact data
 submitted, and the instance, task, seq and hash of that completion event; ``audit.verify``
-checks that binding. The signer proves who they are by re-entering their password, which is
-stored only as an Argon2id hash (argon2-cffi).
+checks that binding. The signer proves who they are by re-entering their password (the one
+password of ``engine.credentials``, stored only as an Argon2id hash).
 """
 
 from datetime import datetime
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy.orm import Session
 
-from . import audit, store
+from . import audit, credentials, store
 from .audit import EventKind
 from .definitions import FIELD_MEANING, UserTaskInfo
-from .directory import Organisation
-from .errors import Forbidden, FormError, Refusal
+from .errors import Forbidden, Refusal
 from .store import EventRow, InstanceRow, TaskRow
-
-MIN_PASSWORD_LENGTH = 8
-# Argon2id with OWASP's minimum (19 MiB, 2 passes, 1 lane): about 50 ms a hash on a small server,
-# where the library's default (64 MiB, 3 passes, 4 lanes) took 400 ms per signature.
-_HASHER = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1)
-
-
-def set_password(session: Session, org: Organisation, user_id: str, new: str, actor: str, now: datetime,
-                 current: str | None = None) -> None:
-    """Set a user's signature password. Each user sets their own; changing one needs the current one.
-
-    Recorded in the system history (who, when; never the password or its hash).
-    """
-    org.user(actor)
-    org.user(user_id)
-    if actor != user_id:
-        raise Forbidden(f"'{actor}' cannot set the password of '{user_id}': each user sets their own")
-    if len(new) < MIN_PASSWORD_LENGTH:
-        raise FormError("password", {"password": f"must be at least {MIN_PASSWORD_LENGTH} characters"})
-    existing = store.get_credential(session, user_id)
-    if existing is not None and (current is None or not _matches(existing.password_hash, current)):
-        raise Forbidden(f"'{user_id}' already has a signature password: give the current one to change it")
-    store.put_credential(session, user_id, _HASHER.hash(new), now, actor)
-    audit.record(session, EventKind.PASSWORD_SET, actor, now, data={"user": user_id, "changed": existing is not None})
-
-
-def _matches(password_hash: str, password: str) -> bool:
-    try:
-        return _HASHER.verify(password_hash, password)
-    except (VerificationError, InvalidHashError):
-        return False
 
 
 def authenticate(session: Session, task: TaskRow, actor: str, password: str | None, now: datetime) -> None:
@@ -65,8 +31,8 @@ def authenticate(session: Session, task: TaskRow, actor: str, password: str | No
         raise Forbidden(f"{label} needs your electronic signature: give your password")
     credential = store.get_credential(session, actor)
     if credential is None:
-        raise Forbidden(f"'{actor}' has no signature password yet: set one with 'qproc user set-password'")
-    if not _matches(credential.password_hash, password):
+        raise Forbidden(f"'{actor}' has no password yet: set one with 'qproc user set-password'")
+    if not credentials.matches(credential.password_hash, password):
         raise Refusal(f"signature refused for {label}: wrong password for '{actor}'", task.instance_id, task.id,
                       actor, now, {"action": "sign", "task": task.name, "rule": "signature"})
 

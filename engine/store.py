@@ -164,7 +164,7 @@ class EventRow(Base):
 
 
 class CredentialRow(Base):
-    """A user's password for electronic signatures, as an Argon2 hash (never the password itself)."""
+    """A user's password for sign-in and electronic signatures, as an Argon2id hash (see engine/credentials.py)."""
 
     __tablename__ = "credentials"
 
@@ -432,10 +432,11 @@ def tasks_of_instance(session: Session, instance_id: int, statuses: tuple[str, .
 
 
 def inbox(session: Session, departments: list[str], statuses: tuple[str, ...], assignee: str | None = None,
-          escalated_to: str | None = None, limit: int = 500) -> list[TaskRow]:
+          escalated_to: str | None = None, limit: int = 500, process: str | None = None) -> list[TaskRow]:
     """Tasks in the given statuses of the given departments or escalated to ``escalated_to``, earliest due first.
 
-    With ``assignee`` only the tasks that person claimed or that were escalated to them.
+    With ``assignee`` only the tasks that person claimed or that were escalated to them; with
+    ``process`` only tasks of that process's instances.
     """
     owned = TaskRow.department.in_(departments)
     if escalated_to is not None:
@@ -447,6 +448,8 @@ def inbox(session: Session, departments: list[str], statuses: tuple[str, ...], a
     ids = select(TaskRow.id).where(owned, TaskRow.status.in_(statuses)).order_by(*order).limit(limit)
     if assignee is not None:
         ids = ids.where(or_(TaskRow.assignee == assignee, TaskRow.escalated_to == assignee))
+    if process is not None:
+        ids = ids.where(TaskRow.instance_id.in_(select(InstanceRow.id).where(InstanceRow.process_key == process)))
     query = (select(TaskRow).options(selectinload(TaskRow.instance).defer(InstanceRow.state))  # a list needs no state
              .where(TaskRow.id.in_(ids)).order_by(*order))
     return list(session.scalars(query))
@@ -512,6 +515,11 @@ def put_credential(session: Session, user_id: str, password_hash: str, at: datet
         session.add(row)
     row.password_hash, row.set_at, row.set_by = password_hash, at, by
     return row
+
+
+def users_with_credentials(session: Session) -> set[str]:
+    """Ids of every user who has a password."""
+    return set(session.scalars(select(CredentialRow.user_id)))
 
 
 # --- organisation ----------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import pytest
 from argon2 import PasswordHasher
 from sqlalchemy import inspect, text
 
-from engine import runtime, signatures, store
+from engine import credentials, runtime, store
 from engine.store import Database
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -21,7 +21,7 @@ CALENDAR_FILE = ROOT / "calendar.yaml"
 def cheap_password_hashing(monkeypatch):
     """Argon2id at its smallest cost in tests (as Django swaps in a fast hasher): production's
     setting spends ~50 ms per hash by design, which every signed step of every test would pay."""
-    monkeypatch.setattr(signatures, "_HASHER", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
+    monkeypatch.setattr(credentials, "_HASHER", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
 
 
 @pytest.fixture

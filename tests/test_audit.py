@@ -4,7 +4,7 @@ import pytest
 from sqlalchemy import update
 
 from conftest import T0, at, fingerprint, run_to_approval, tamper
-from engine import audit, runtime, signatures, store
+from engine import audit, credentials, runtime, store
 from engine.errors import Refusal
 from engine.store import EventRow
 
@@ -159,7 +159,7 @@ def _last_seq(db, instance_id):
 
 
 def _sign_up(session, user):
-    signatures.set_password(session, runtime.organisation(session), user, "four-eyes-secret", user, T0)
+    credentials.set_password(session, runtime.organisation(session), user, "four-eyes-secret", user, T0)
 
 
 def test_refusal_is_recorded_in_its_own_transaction_and_nothing_else_changes(four_eyes_db):

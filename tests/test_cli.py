@@ -268,3 +268,18 @@ def test_overdue_lists_each_late_task_with_its_lateness_and_owner(deployed):
     deployed("timers", "fire", "--now", "2026-11-02T12:30:00+08:00")
     [row] = json.loads(deployed("overdue", "--json", now="2026-11-02T12:30:00+08:00")[1])
     assert (row["task"], row["late"], row["owner"]) == ("intake", "1h 30m", "jun.chen")
+
+
+def test_unclaim_puts_task_back(deployed):
+    deployed("start", "customer_complaint", user="li.zhou")
+    intake = json.loads(deployed("tasks", "--json", user="li.zhou")[1])[0]
+    assert deployed("claim", str(intake["id"]), user="li.zhou")[0] == 0
+    code, out = deployed("unclaim", str(intake["id"]), user="li.zhou")
+    assert code == 0 and "is back in the sales inbox" in out
+
+
+def test_task_of_another_department_is_not_shown(deployed):
+    deployed("start", "customer_complaint", user="li.zhou")
+    intake = json.loads(deployed("tasks", "--json", user="li.zhou")[1])[0]
+    code, out = deployed("task", str(intake["id"]), user="mei.wang")
+    assert code == 1 and "'mei.wang' is not a member of department 'sales'" in out

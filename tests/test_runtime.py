@@ -191,3 +191,35 @@ def test_failing_or_forbidden_condition_is_refused_and_leaves_instance_as_it_was
     assert "Large? 金额大?" in str(caught.value) and refusal in str(caught.value)
     assert fingerprint(org_db) == before
     assert open_tasks(org_db, instance_id) == [(task_id, "request", "sales")]
+
+
+def test_task_of_another_department_cannot_be_read(gateway_db):
+    _, review_id = _at_review(gateway_db)
+    with pytest.raises(Forbidden, match="'li.zhou' is not a member of department 'quality'"):
+        gateway_db.run(lambda s: runtime.describe_task(s, review_id, SALES))
+
+
+def test_task_view_says_why_a_member_may_not_complete_a_head_task(gateway_db):
+    instance_id, review_id = _at_review(gateway_db)
+    complete(gateway_db, review_id, QUALITY, {"approved": True})
+    [(approve_id, _, _)] = open_tasks(gateway_db, instance_id)
+    blocked = gateway_db.run(lambda s: runtime.describe_task(s, approve_id, QUALITY).blocked)
+    assert "needs the head of 'quality' (qiang.li)" in blocked
+    assert gateway_db.run(lambda s: runtime.describe_task(s, approve_id, QUALITY_HEAD).blocked) is None
+
+
+def test_instance_is_visible_to_departments_it_has_tasks_in(gateway_db):
+    instance_id, _ = _at_review(gateway_db)
+    assert gateway_db.run(lambda s: runtime.visible_instance(s, instance_id, QUALITY).id) == instance_id
+    assert gateway_db.run(lambda s: runtime.visible_instance(s, instance_id, SALES_2).id) == instance_id
+
+
+def test_instance_is_hidden_from_uninvolved_departments(gateway_db):
+    instance_id, _ = _at_review(gateway_db)
+    with pytest.raises(Forbidden, match=f"'wei.zhang' may not see instance {instance_id}.*quality, sales"):
+        gateway_db.run(lambda s: runtime.visible_instance(s, instance_id, "wei.zhang"))
+
+
+def test_startable_lists_only_processes_of_ones_start_department(gateway_db):
+    assert [r.process_key for r in gateway_db.run(lambda s: runtime.startable(s, SALES))] == ["gateway_condition"]
+    assert gateway_db.run(lambda s: runtime.startable(s, QUALITY)) == []
