@@ -110,3 +110,24 @@ def run_to_approval(db, reviewer: str = "mei.wang") -> tuple[int, int]:
     db.run(lambda s: runtime.complete(s, review.id, reviewer, at(2), {"approved": "yes"}))
     [approval] = db.run(lambda s: store.tasks_of_instance(s, instance_id, runtime.ACTIVE_TASK))
     return instance_id, approval.id
+
+
+PASSWORD = "test-password"
+WEB_USERS = ("li.zhou", "mei.wang", "jian.tang")
+
+
+@pytest.fixture
+def web_db(complaint_db):
+    """The complaint procedure deployed and passwords for a sales clerk, a quality engineer and the management rep."""
+    def work(session):
+        for user in WEB_USERS:
+            credentials.set_password(session, runtime.organisation(session), user, PASSWORD, user, T0)
+    complaint_db.run(work)
+    return complaint_db
+
+
+@pytest.fixture
+def web_app(web_db):
+    """The web application over web_db, its clock stopped at T0."""
+    from web.app import create_app
+    return create_app(web_db, clock=lambda: T0, secret="test-secret")
