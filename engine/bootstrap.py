@@ -56,7 +56,7 @@ def first_run(db: Database, now: datetime) -> list[str]:
         lines.append(f"Gave {len(seeded)} sample users the demo password.")
     if seeded is not None:
         lines.append(f"Sample organisation: sign in as e.g. li.zhou (sales), mei.wang (quality) or jian.tang "
-                     f"(management representative) with the demo password '{DEMO_PASSWORD}'.")
+                     f"(management representative); sample users start with the demo password '{DEMO_PASSWORD}'.")
     deployed = sorted({row.process_key for row in db.run(store.list_definitions)})
     lines.append(f"Deployed processes: {', '.join(deployed) or 'none (run qproc deploy)'}.")
     return lines
