@@ -22,7 +22,6 @@ from .i18n import LANGUAGES, pick, words
 from .params import Id
 
 router = APIRouter(include_in_schema=False)
-SHOW = ("all", "mine", "unclaimed")
 
 
 def _render(request: Request, template: str, context: dict[str, Any], status: int = 200):
