@@ -431,6 +431,13 @@ def tasks_of_instance(session: Session, instance_id: int, statuses: tuple[str, .
     return list(session.scalars(query))
 
 
+def active_task_names(session: Session, instance_id: int) -> list[tuple[int, str]]:
+    """(id, task name) of an instance's open and claimed tasks, in creation order (a light query: no rows loaded)."""
+    query = (select(TaskRow.id, TaskRow.name).where(TaskRow.instance_id == instance_id,
+                                                    TaskRow.status.in_(("open", "claimed"))).order_by(TaskRow.id))
+    return [(task_id, name) for task_id, name in session.execute(query)]
+
+
 def inbox(session: Session, departments: list[str], statuses: tuple[str, ...], assignee: str | None = None,
           escalated_to: str | None = None, limit: int = 500, process: str | None = None) -> list[TaskRow]:
     """Tasks in the given statuses of the given departments or escalated to ``escalated_to``, earliest due first.
@@ -601,3 +608,24 @@ def claim_due_schedules(session: Session, now: datetime, limit: int) -> list[Sch
     return list(session.scalars(
         select(ScheduleRow).where(ScheduleRow.next_due_at < now).order_by(ScheduleRow.next_due_at, ScheduleRow.id)
         .limit(limit).with_for_update(skip_locked=True, of=ScheduleRow).execution_options(populate_existing=True)))
+# --- reporting -------------------------------------------------------------------------------
+
+def instance_events_before(session: Session, until: datetime) -> list[tuple[EventRow, str, str | None]]:
+    """Every instance event before ``until``, with its instance's process key and business key, by instance and seq."""
+    query = (select(EventRow, InstanceRow.process_key, InstanceRow.business_key)
+             .join(InstanceRow, EventRow.instance_id == InstanceRow.id)
+             .where(EventRow.at < until).order_by(EventRow.instance_id, EventRow.seq))
+    return [(row, process_key, business_key) for row, process_key, business_key in session.execute(query)]
+
+
+def task_routing(session: Session) -> dict[int, tuple[str, datetime | None]]:
+    """For every human task: the process its user task belongs to and its due time (None when it has none)."""
+    return {task_id: (process, due_at)
+            for task_id, process, due_at in session.execute(select(TaskRow.id, TaskRow.process, TaskRow.due_at))}
+
+
+def definition_in_force(session: Session, process_key: str, at: datetime) -> DefinitionRow | None:
+    """The newest version of a process deployed before ``at``, or None when none was."""
+    return session.scalars(select(DefinitionRow).where(DefinitionRow.process_key == process_key,
+                                                       DefinitionRow.deployed_at < at)
+                           .order_by(DefinitionRow.version.desc()).limit(1)).first()

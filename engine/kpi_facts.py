@@ -1,0 +1,267 @@
+"""What the history says, in the terms the KPIs count: complaints, CAPAs, human tasks, escalations.
+
+:func:`read_history` reads every instance event before a moment (one query) and the task rows'
+process and due time (one query), and turns them into facts that keep, for every moment they
+record, the number of the event it came from. Which tasks and fields mean what is given by a
+:class:`Names` (``kpis.NAMES``); nothing here knows a procedure's vocabulary by itself.
+"""
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field, fields
+from datetime import date, datetime, tzinfo
+from itertools import groupby
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from . import store
+from .audit import EventKind
+
+
+@dataclass(frozen=True)
+class Names:
+    """The procedure vocabulary the KPIs read: process keys, user task ids (BPMN ids) and form fields."""
+
+    complaint_process: str
+    intake_task: str
+    customer: str
+    product: str
+    complaint_type: str
+    quantity: str
+    customer_deadline: str
+    quality_review_task: str
+    reply_tasks: tuple[str, ...]
+    satisfaction_task: str
+    satisfaction_score: str
+    satisfied: str
+    capa_process: str
+    capa_open_task: str
+    capa_plan_task: str
+    failure_cause: str
+    planned_completion: str
+    verify_task: str
+    effective: str
+    capa_close_task: str
+    capa_close_field: str | None
+    settings_processes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Targets:
+    """Deadlines and targets, by their key in ``processes/settings.yaml``; None when no procedure in force sets one."""
+
+    quality_notice_hours: float | None = None
+    reply_deadline_days: float | None = None
+    closure_deadline_days: float | None = None
+    repeat_window_months: int | None = None
+    target_max_repeats_per_quarter: int | None = None
+    target_max_pieces_per_occurrence: int | None = None
+    target_on_time_share: float | None = None
+    target_satisfaction_score: float | None = None
+    source: str = ""  # the procedure versions they were read from, e.g. "customer_complaint v2"
+
+
+def read_targets(session: Session, at: datetime, processes: tuple[str, ...]) -> Targets:
+    """The targets in the settings of the newest versions of these processes deployed before ``at``."""
+    settings: dict[str, Any] = {}
+    sources = []
+    for process in processes:
+        row = store.definition_in_force(session, process, at)
+        if row is not None:
+            settings.update(row.manifest.get("settings") or {})
+            sources.append(f"{process} v{row.version}")
+    known = {f.name for f in fields(Targets)} - {"source"}
+    return Targets(**{key: settings[key] for key in known if key in settings}, source=", ".join(sources))
+
+
+@dataclass(frozen=True)
+class Stamp:
+    """An event a figure reads: when it happened and its number in its instance's history."""
+
+    at: datetime
+    seq: int
+
+
+@dataclass
+class Task:
+    """A human task as its events tell it; ``due_at`` is the task row's due time."""
+
+    id: int
+    instance_id: int
+    key: str | None
+    process: str
+    name: str
+    department: str
+    created: Stamp
+    due_at: datetime | None
+    completed: Stamp | None = None
+    cancelled: Stamp | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def open_at(self, moment: datetime) -> bool:
+        """True when the task was created and neither completed nor cancelled before the moment."""
+        return (self.created.at < moment and not (self.completed and self.completed.at < moment)
+                and not (self.cancelled and self.cancelled.at < moment))
+
+
+@dataclass
+class Complaint:
+    """A customer complaint instance: what its complaint form records and the moments the KPIs measure.
+
+    ``settings`` are the instance's start data, which hold the settings of the version it started on.
+    """
+
+    instance_id: int
+    key: str | None
+    received: Stamp
+    settings: dict[str, Any]
+    customer: str
+    product: str
+    kind: str
+    quantity: int | None
+    customer_deadline: date | None
+    reached_quality: Stamp | None
+    first_reply: Stamp | None
+    closed: Stamp | None
+    cancelled: Stamp | None
+
+    def open_at(self, moment: datetime) -> bool:
+        """True when the complaint was received and neither closed nor cancelled before the moment."""
+        return (self.received.at < moment and not (self.closed and self.closed.at < moment)
+                and not (self.cancelled and self.cancelled.at < moment))
+
+
+@dataclass
+class Capa:
+    """The corrective and preventive action of one instance (run inside a complaint or on its own).
+
+    ``failure_cause`` is the one on its latest CAPA form; ``planned_completion`` the date committed
+    on its first, which it is measured against.
+    """
+
+    instance_id: int
+    key: str | None
+    opened: Stamp
+    plans: int
+    failure_cause: str | None
+    planned_completion: date | None
+    verifications: list[tuple[Stamp, bool]]
+    closed: Stamp | None
+    cancelled: Stamp | None
+
+    def open_at(self, moment: datetime) -> bool:
+        """True when the CAPA was opened and neither closed nor cancelled before the moment."""
+        return (self.opened.at < moment and not (self.closed and self.closed.at < moment)
+                and not (self.cancelled and self.cancelled.at < moment))
+
+
+@dataclass(frozen=True)
+class Escalation:
+    """A ``task_escalated`` event: an overdue task was handed up the escalation ladder."""
+
+    instance_id: int
+    key: str | None
+    task_id: int | None
+    department: str
+    stamp: Stamp
+    data: dict
+
+
+@dataclass
+class History:
+    """Everything the KPIs read, taken from the events before ``until``."""
+
+    until: datetime
+    tz: tzinfo
+    targets: Targets
+    complaints: list[Complaint]
+    capas: list[Capa]
+    tasks: list[Task]
+    escalations: list[Escalation]
+    events_read: int
+    instances_read: int
+
+
+def read_history(session: Session, until: datetime, tz: tzinfo, names: Names) -> History:
+    """Read the history before ``until`` into the facts the KPIs count (one query for events, one for tasks)."""
+    rows = store.instance_events_before(session, until)
+    routing = store.task_routing(session)
+    history = History(until=until, tz=tz, targets=read_targets(session, until, names.settings_processes),
+                      complaints=[], capas=[], tasks=[], escalations=[], events_read=len(rows), instances_read=0)
+    for instance_id, group in groupby(rows, key=lambda row: row[0].instance_id):
+        events = list(group)
+        history.instances_read += 1
+        _read_instance(history, names, instance_id, events[0][1], events[0][2], [e for e, _, _ in events], routing)
+    return history
+
+
+def _read_instance(history: History, names: Names, instance_id: int, process_key: str, key: str | None,
+                   events: list, routing: dict[int, tuple[str, datetime | None]]) -> None:
+    tasks: dict[int, Task] = {}
+    started = ended = cancelled = None
+    start_data: dict[str, Any] = {}
+    for event in events:
+        stamp = Stamp(event.at, event.seq)
+        if event.kind == EventKind.INSTANCE_STARTED.value:
+            started, start_data = stamp, event.data.get("data") or {}
+        elif event.kind == EventKind.TASK_CREATED.value:
+            process, due_at = routing.get(event.task_id, (process_key, None))
+            tasks[event.task_id] = Task(event.task_id, instance_id, key, process, event.data["task"],
+                                        event.data["department"], stamp, due_at)
+        elif event.kind == EventKind.TASK_COMPLETED.value:
+            tasks[event.task_id].completed, tasks[event.task_id].data = stamp, event.data.get("data") or {}
+        elif event.kind == EventKind.TASK_CANCELLED.value:
+            tasks[event.task_id].cancelled = stamp
+        elif event.kind == EventKind.INSTANCE_COMPLETED.value:
+            ended = stamp
+        elif event.kind == EventKind.INSTANCE_CANCELLED.value:
+            cancelled = stamp
+        elif event.kind == "task_escalated":
+            task = tasks.get(event.task_id)
+            history.escalations.append(Escalation(instance_id, key, event.task_id,
+                                                  task.department if task else "", stamp, event.data))
+    ordered = sorted(tasks.values(), key=lambda t: t.created.seq)
+    history.tasks.extend(ordered)
+    if process_key == names.complaint_process and started is not None:
+        history.complaints.append(_complaint(names, instance_id, key, started, start_data, ordered, ended, cancelled))
+    capa = _capa(names, instance_id, key, ordered, cancelled)
+    if capa is not None:
+        history.capas.append(capa)
+
+
+def _done(tasks: list[Task], task_names: Iterable[str]) -> list[Task]:
+    """Completed tasks with one of these names, in order of completion."""
+    wanted = set(task_names)
+    return sorted((t for t in tasks if t.name in wanted and t.completed), key=lambda t: t.completed.seq)
+
+
+def _complaint(names: Names, instance_id, key, started, start_data, tasks, ended, cancelled) -> Complaint:
+    record: dict[str, Any] = {}
+    for intake in _done(tasks, [names.intake_task]):
+        record.update(intake.data)
+    reviews = [t.created for t in tasks if t.name == names.quality_review_task]
+    replies = _done(tasks, names.reply_tasks)
+    deadline = record.get(names.customer_deadline)
+    return Complaint(instance_id, key, started, start_data,
+                     customer=str(record.get(names.customer) or "").strip(),
+                     product=str(record.get(names.product) or "").strip(),
+                     kind=record.get(names.complaint_type) or "", quantity=record.get(names.quantity),
+                     customer_deadline=date.fromisoformat(deadline) if deadline else None,
+                     reached_quality=reviews[0] if reviews else None,
+                     first_reply=replies[0].completed if replies else None, closed=ended, cancelled=cancelled)
+
+
+def _capa(names: Names, instance_id, key, tasks, cancelled) -> Capa | None:
+    capa_tasks = [t for t in tasks if t.process == names.capa_process]
+    opening = [t.created for t in capa_tasks if t.name == names.capa_open_task]
+    if not opening:
+        return None
+    plans = [t.data for t in _done(capa_tasks, [names.capa_plan_task])]
+    planned = plans[0].get(names.planned_completion) if plans else None
+    verifications = [(t.completed, bool(t.data.get(names.effective))) for t in _done(capa_tasks, [names.verify_task])]
+    closings = [t.completed for t in _done(capa_tasks, [names.capa_close_task])
+                if names.capa_close_field is None or t.data.get(names.capa_close_field)]
+    return Capa(instance_id, key, opening[0], plans=len(plans),
+                failure_cause=plans[-1].get(names.failure_cause) if plans else None,
+                planned_completion=date.fromisoformat(planned) if planned else None, verifications=verifications,
+                closed=closings[0] if closings else None, cancelled=cancelled)
