@@ -7,11 +7,14 @@ their message, bad usage exits 2. Listing commands print tables, or JSON with ``
 import json
 import logging
 import os
+import re
 import sys
 import threading
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
 import yaml
@@ -716,9 +719,19 @@ def worker(ctx: Context, poll: float, batch: int) -> None:
 
 
 @main.command()
+@click.option("--months", type=click.IntRange(1, 36),
+              help="Instead of the three sample complaints, generate this many months of varied history up to now.")
+@click.option("--seed", type=int, default=1, show_default=True, help="Random seed of the generated history.")
 @pass_ctx
-def demo(ctx: Context) -> None:
-    """Set up a database with the shipped organisation and procedures and run three sample complaints."""
+def demo(ctx: Context, months: int | None, seed: int) -> None:
+    """Set up a database with the shipped organisation and procedures and run three sample complaints.
+
+    With --months N, fill an empty database with N months of complaint handling instead, every step run
+    by the engine at its simulated moment, ending now (or at --now): material for qproc report and qproc kpi.
+    """
+    if months:
+        _generate(ctx, months, seed)
+        return
     try:
         click.echo(engine.demo.prepare(ctx.db, shipped("org.yaml"), shipped("calendar.yaml"), shipped("processes"),
                                        ctx.now))
@@ -752,6 +765,122 @@ def serve(ctx: Context, host: str, port: int) -> None:
     click.echo(f"Serving the inbox at http://{host}:{port}/ (Ctrl+C to stop).")
     os.environ["QPROC_DB"] = ctx.db.url
     uvicorn.run("web.app:create_app", factory=True, host=host, port=port, log_level="warning")
+
+
+def _generate(ctx: Context, months: int, seed: int) -> None:
+    began = time.monotonic()
+    try:
+        summary = engine.sample_history.generate(ctx.db, months, ctx.now, shipped("org.yaml"), shipped("processes"),
+                                                 seed=seed)
+    except EngineError as err:
+        raise click.ClickException(str(err)) from None
+    last = summary.end.astimezone(ZoneInfo(DEFAULT_TZ))
+    previous = f"{last.year - (last.month == 1)}-{(last.month - 2) % 12 + 1:02d}"
+    click.echo(f"Generated {summary.complaints} complaints from {_time(summary.start)} to {_time(summary.end)} "
+               f"({summary.commands} engine commands, {time.monotonic() - began:.1f} s); "
+               f"{summary.open_complaints} still open.")
+    click.echo(f"Next: qproc report monthly --month {previous}   or   qproc kpi")
+
+
+# --- reports ---------------------------------------------------------------------------------
+
+DEFAULT_TZ = "Asia/Shanghai"
+
+
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise click.BadParameter(f"'{name}' is not a time zone name such as Asia/Shanghai", param_hint="--tz") from None
+
+
+def _report_options(command):
+    command = click.option("--tz", envvar="QPROC_TZ", default=DEFAULT_TZ, show_default=True,
+                           help="Time zone that months and days are counted in.")(command)
+    command = click.option("--json", "as_json", is_flag=True,
+                           help="Print the figures as JSON (the page is then written only with --out).")(command)
+    return click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+                        help="Folder to write the HTML page into (default: the current folder).")(command)
+
+
+def _deliver(report, out: Path | None, as_json: bool, name: str) -> None:
+    """Print the report's JSON and/or write its page, as the options ask."""
+    if as_json:
+        _echo_json(engine.reports.to_dict(report))
+    if out is None and as_json:
+        return
+    from engine import report_page  # matplotlib loads only for the commands that draw
+
+    folder = out or Path(".")
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_text(report_page.render(report), encoding="utf-8")
+    click.echo(f"Wrote {path} ({path.stat().st_size // 1024} KB): open it in a browser.", err=as_json)
+
+
+@main.group()
+def report() -> None:
+    """Reports the procedures ask for: the monthly complaint summary and the yearly management review pack."""
+
+
+@report.command("monthly")
+@click.option("--month", "month_text", required=True, metavar="YYYY-MM", help="The month, e.g. 2026-11.")
+@_report_options
+@pass_ctx
+def report_monthly(ctx: Context, month_text: str, out: Path | None, as_json: bool, tz: str) -> None:
+    """The monthly complaint summary: every KPI for the month against its target, with the trend up to it."""
+    match = re.fullmatch(r"(\d{4})-(\d{2})", month_text)
+    if not match or not 1 <= int(match.group(2)) <= 12:
+        raise click.BadParameter(f"'{month_text}' is not a month written YYYY-MM", param_hint="--month")
+    year, number = int(match.group(1)), int(match.group(2))
+    zone = _zone(tz)
+    built = ctx.run(lambda s: engine.reports.monthly(s, year, number, zone, ctx.now))
+    _deliver(built, out, as_json, f"complaints-monthly-{month_text}.html")
+
+
+@report.command("review")
+@click.option("--year", "year_number", type=click.IntRange(2000, 2999), required=True, help="The year, e.g. 2026.")
+@_report_options
+@pass_ctx
+def report_review(ctx: Context, year_number: int, out: Path | None, as_json: bool, tz: str) -> None:
+    """The yearly complaint report for management review: every KPI for the year, month by month."""
+    zone = _zone(tz)
+    built = ctx.run(lambda s: engine.reports.review(s, year_number, zone, ctx.now))
+    _deliver(built, out, as_json, f"complaints-review-{year_number}.html")
+
+
+@main.command()
+@click.option("--tz", envvar="QPROC_TZ", default=DEFAULT_TZ, show_default=True,
+              help="Time zone that months and days are counted in.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def kpi(ctx: Context, tz: str, as_json: bool) -> None:
+    """The current figures: this month so far against the targets, and what is overdue now."""
+    zone = _zone(tz)
+    built = ctx.run(lambda s: engine.reports.current(s, zone, ctx.now))
+    if as_json:
+        _echo_json(engine.reports.to_dict(built))
+        return
+    table = Table(title=f"{built.title} (as of {_time(built.as_of.astimezone(zone))} {tz})", title_justify="left")
+    for column in ("KPI", "period", "figure", "target", "status"):
+        table.add_column(column)
+    for f in built.figures:
+        status = {True: "[green]met[/green]", False: "[bold red]missed[/bold red]"}.get(f.met, "")
+        title = next(d["title"] for d in built.definitions if d["key"] == f.key)
+        table.add_row(title, f.period, _kpi_figure(f), f.target_text, status)
+    console.print(table)
+    click.echo("Details and the items behind each figure: qproc report monthly --month YYYY-MM")
+
+
+def _kpi_figure(f) -> str:
+    if f.value is None:
+        return "no data"
+    if f.unit == "share":
+        return f"{f.value:.1%} of {f.stats['count']}"
+    if f.unit == "score":
+        return f"{f.value:.2f} ({f.stats['responses']} answers, response rate " + (
+            f"{f.stats['response_rate']:.0%})" if f.stats["response_rate"] is not None else "–)")
+    return str(f.value)
 
 
 if __name__ == "__main__":
