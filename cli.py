@@ -722,15 +722,17 @@ def worker(ctx: Context, poll: float, batch: int) -> None:
 @click.option("--months", type=click.IntRange(1, 36),
               help="Instead of the three sample complaints, generate this many months of varied history up to now.")
 @click.option("--seed", type=int, default=1, show_default=True, help="Random seed of the generated history.")
+@click.option("--per-week", type=click.FloatRange(0.5, 50), default=4.0, show_default=True,
+              help="Complaints a week in the generated history (on average).")
 @pass_ctx
-def demo(ctx: Context, months: int | None, seed: int) -> None:
+def demo(ctx: Context, months: int | None, seed: int, per_week: float) -> None:
     """Set up a database with the shipped organisation and procedures and run three sample complaints.
 
     With --months N, fill an empty database with N months of complaint handling instead, every step run
     by the engine at its simulated moment, ending now (or at --now): material for qproc report and qproc kpi.
     """
     if months:
-        _generate(ctx, months, seed)
+        _generate(ctx, months, seed, per_week)
         return
     try:
         click.echo(engine.demo.prepare(ctx.db, shipped("org.yaml"), shipped("calendar.yaml"), shipped("processes"),
@@ -767,11 +769,11 @@ def serve(ctx: Context, host: str, port: int) -> None:
     uvicorn.run("web.app:create_app", factory=True, host=host, port=port, log_level="warning")
 
 
-def _generate(ctx: Context, months: int, seed: int) -> None:
+def _generate(ctx: Context, months: int, seed: int, per_week: float) -> None:
     began = time.monotonic()
     try:
         summary = engine.sample_history.generate(ctx.db, months, ctx.now, shipped("org.yaml"), shipped("processes"),
-                                                 seed=seed)
+                                                 seed=seed, per_week=per_week)
     except EngineError as err:
         raise click.ClickException(str(err)) from None
     last = summary.end.astimezone(ZoneInfo(DEFAULT_TZ))

@@ -96,7 +96,8 @@ class Task:
     due_at: datetime | None
     completed: Stamp | None = None
     cancelled: Stamp | None = None
-    data: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)  # as submitted, with the corrections before ``until``
+    corrections: list[int] = field(default_factory=list)  # event numbers of those corrections
 
     def open_at(self, moment: datetime) -> bool:
         """True when the task was created and neither completed nor cancelled before the moment."""
@@ -120,6 +121,7 @@ class Complaint:
     kind: str
     quantity: int | None
     customer_deadline: date | None
+    corrections: list[int]  # event numbers of corrections to its complaint form
     reached_quality: Stamp | None
     first_reply: Stamp | None
     closed: Stamp | None
@@ -144,6 +146,7 @@ class Capa:
     opened: Stamp
     plans: int
     failure_cause: str | None
+    corrections: list[int]  # event numbers of corrections to its CAPA forms
     planned_completion: date | None
     verifications: list[tuple[Stamp, bool]]
     closed: Stamp | None
@@ -209,9 +212,11 @@ def _read_instance(history: History, names: Names, instance_id: int, process_key
             tasks[event.task_id] = Task(event.task_id, instance_id, key, process, event.data["task"],
                                         event.data["department"], stamp, due_at)
         elif event.kind == EventKind.TASK_COMPLETED.value:
-            tasks[event.task_id].completed, tasks[event.task_id].data = stamp, event.data.get("data") or {}
+            tasks[event.task_id].completed, tasks[event.task_id].data = stamp, dict(event.data.get("data") or {})
         elif event.kind == EventKind.TASK_CANCELLED.value:
             tasks[event.task_id].cancelled = stamp
+        elif event.kind == EventKind.DATA_CORRECTED.value:
+            _correct(tasks[event.task_id], event.data["changes"], stamp)
         elif event.kind == EventKind.INSTANCE_COMPLETED.value:
             ended = stamp
         elif event.kind == EventKind.INSTANCE_CANCELLED.value:
@@ -229,6 +234,16 @@ def _read_instance(history: History, names: Names, instance_id: int, process_key
         history.capas.append(capa)
 
 
+def _correct(task: Task, changes: dict[str, dict], stamp: Stamp) -> None:
+    """Apply a ``data_corrected`` event: the KPIs read the data as corrected, and remember the correction."""
+    for name, change in changes.items():
+        if change["new"] is None:
+            task.data.pop(name, None)
+        else:
+            task.data[name] = change["new"]
+    task.corrections.append(stamp.seq)
+
+
 def _done(tasks: list[Task], task_names: Iterable[str]) -> list[Task]:
     """Completed tasks with one of these names, in order of completion."""
     wanted = set(task_names)
@@ -237,7 +252,8 @@ def _done(tasks: list[Task], task_names: Iterable[str]) -> list[Task]:
 
 def _complaint(names: Names, instance_id, key, started, start_data, tasks, ended, cancelled) -> Complaint:
     record: dict[str, Any] = {}
-    for intake in _done(tasks, [names.intake_task]):
+    intakes = _done(tasks, [names.intake_task])
+    for intake in intakes:
         record.update(intake.data)
     reviews = [t.created for t in tasks if t.name == names.quality_review_task]
     replies = _done(tasks, names.reply_tasks)
@@ -247,6 +263,7 @@ def _complaint(names: Names, instance_id, key, started, start_data, tasks, ended
                      product=str(record.get(names.product) or "").strip(),
                      kind=record.get(names.complaint_type) or "", quantity=record.get(names.quantity),
                      customer_deadline=date.fromisoformat(deadline) if deadline else None,
+                     corrections=[seq for intake in intakes for seq in intake.corrections],
                      reached_quality=reviews[0] if reviews else None,
                      first_reply=replies[0].completed if replies else None, closed=ended, cancelled=cancelled)
 
@@ -256,12 +273,14 @@ def _capa(names: Names, instance_id, key, tasks, cancelled) -> Capa | None:
     opening = [t.created for t in capa_tasks if t.name == names.capa_open_task]
     if not opening:
         return None
-    plans = [t.data for t in _done(capa_tasks, [names.capa_plan_task])]
+    plan_tasks = _done(capa_tasks, [names.capa_plan_task])
+    plans = [t.data for t in plan_tasks]
     planned = plans[0].get(names.planned_completion) if plans else None
     verifications = [(t.completed, bool(t.data.get(names.effective))) for t in _done(capa_tasks, [names.verify_task])]
     closings = [t.completed for t in _done(capa_tasks, [names.capa_close_task])
                 if names.capa_close_field is None or t.data.get(names.capa_close_field)]
     return Capa(instance_id, key, opening[0], plans=len(plans),
                 failure_cause=plans[-1].get(names.failure_cause) if plans else None,
+                corrections=[seq for t in plan_tasks for seq in t.corrections],
                 planned_completion=date.fromisoformat(planned) if planned else None, verifications=verifications,
                 closed=closings[0] if closings else None, cancelled=cancelled)

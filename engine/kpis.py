@@ -118,6 +118,11 @@ def _complaint_columns(c: Complaint) -> dict[str, Any]:
     return {"instance": c.instance_id, "key": c.key, "customer": c.customer, "product": c.product, "type": c.kind}
 
 
+def _trace(stamp, corrections: list[int]) -> str:
+    """The event numbers behind a row: the event counted, and any correction of the data it read."""
+    return f"#{stamp.seq}" + (f", corrected #{', #'.join(map(str, corrections))}" if corrections else "")
+
+
 def _setting(c: Complaint, history: History, key: str):
     """A complaint's own setting (pinned when it started), else the one in force now."""
     value = c.settings.get(key)
@@ -195,7 +200,7 @@ def complaints_received(history: History, period: Period) -> Figure:
     """Complaints received in the period, by type, customer and product."""
     found = [c for c in history.complaints if period.holds(c.received.at)]
     rows = [{**_complaint_columns(c), "received": c.received.at, "quantity": c.quantity,
-             "status": _status(c, history.until), "events": f"#{c.received.seq}"} for c in found]
+             "status": _status(c, history.until), "events": _trace(c.received, c.corrections)} for c in found]
     return Figure("complaints_received", "Complaints received", period.label, len(rows), "count",
                   tables={"by type": _counts(rows, "type"), "by customer": _counts(rows, "customer"),
                           "by product": _counts(rows, "product")},
@@ -347,7 +352,8 @@ def failure_causes(history: History, period: Period) -> Figure:
             per_quarter.append({"quarter": quarter.label, "cause": cause, "count": count,
                                 "over_limit": limit is not None and count > limit})
         rows.extend({"quarter": quarter.label, "instance": c.instance_id, "key": c.key, "opened": c.opened.at,
-                     "cause": c.failure_cause or "(not analysed yet)", "events": f"#{c.opened.seq}"} for c in opened)
+                     "cause": c.failure_cause or "(not analysed yet)", "events": _trace(c.opened, c.corrections)}
+                    for c in opened)
     totals = Counter(row["cause"] for row in rows)
     pareto, running = [], 0
     for cause, count in sorted(totals.items(), key=lambda kv: (-kv[1], kv[0])):

@@ -132,7 +132,8 @@ def _figure_block(f: Figure, tz: tzinfo) -> str:
     stats = _stats_line(f)
     if stats:
         parts.append(f"<p class='stats'>{_e(stats)}</p>")
-    tables = [f"<div><h4>{_e(name.capitalize())}</h4>{_table(rows, tz)}</div>" for name, rows in f.tables.items() if rows]
+    tables = [f"<div><h4>{_e(name.capitalize())}</h4>{_table(rows, tz)}</div>"
+              for name, rows in f.tables.items() if rows]
     if tables:
         parts.append(f"<div class='tables'>{''.join(tables)}</div>")
     if f.rows:
@@ -150,7 +151,8 @@ def _stats_line(f: Figure) -> str:
         return (f"{s['count']} complaints: median {s['median_hours'] / scale:.1f} {unit}, "
                 f"P90 {s['p90_hours'] / scale:.1f} {unit}; {s['late']} late.")
     if f.key == "repeat_complaints" and s.get("window_months") is not None:
-        return f"A repeat: the same customer complained about the same product within {s['window_months']} months before."
+        return (f"A repeat: the same customer complained about the same product within {s['window_months']} "
+                "months before.")
     if f.key == "satisfaction":
         rate = _value(s["response_rate"], "share")
         return (f"{s['satisfied']} of {s['responses']} answers satisfied. Response rate {rate}: "

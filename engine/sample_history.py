@@ -28,7 +28,6 @@ from .store import Database
 OFFICE = ZoneInfo("Asia/Shanghai")
 OPENS, CLOSES = time(8, 30), time(17, 30)
 PROCESS = "customer_complaint"
-COMPLAINTS_PER_WEEK = 4.5
 
 CITIES = (("Hangzhou", "杭州"), ("Ningbo", "宁波"), ("Suzhou", "苏州"), ("Wuxi", "无锡"), ("Foshan", "佛山"),
           ("Qingdao", "青岛"), ("Shenzhen", "深圳"), ("Changzhou", "常州"), ("Xiamen", "厦门"), ("Hefei", "合肥"),
@@ -185,12 +184,12 @@ def _delay(task: str, rng: random.Random) -> timedelta:
     return timedelta(hours=hours)
 
 
-def _arrivals(start: datetime, end: datetime, rng: random.Random) -> list[datetime]:
-    """Complaint arrival moments: on weekdays, in office hours, about COMPLAINTS_PER_WEEK a week."""
+def _arrivals(start: datetime, end: datetime, per_week: float, rng: random.Random) -> list[datetime]:
+    """Complaint arrival moments: on weekdays, in office hours, ``per_week`` a week on average."""
     moments, day = [], start.astimezone(OFFICE).date()
     while day <= end.astimezone(OFFICE).date():
         if day.weekday() < 5:
-            for _ in range(_poisson(rng, COMPLAINTS_PER_WEEK / 5)):
+            for _ in range(_poisson(rng, per_week / 5)):
                 moment = datetime.combine(day, OPENS, tzinfo=OFFICE) + timedelta(minutes=rng.randint(0, 539))
                 if start <= moment < end:
                     moments.append(moment)
@@ -252,7 +251,9 @@ class _Simulation:
             return None
         profile, received = self.profiles[task.instance_id]
         actor = _actor(self.org, task.department, task.role, self.rng)
-        runtime.complete(session, task_id, actor, moment, _answer(task.name, profile, self.rng, moment, received))
+        password = demo.signing_password(session, actor, moment) if runtime.rules_of(task).signature else None
+        runtime.complete(session, task_id, actor, moment, _answer(task.name, profile, self.rng, moment, received),
+                         password=password)
         return task.instance_id
 
     def _withdraw(self, session, moment: datetime, instance_id: int) -> None:
@@ -274,8 +275,9 @@ class _Simulation:
             self.push(_office_hours(moment + _delay(name, self.rng), self.rng), "step", task_id)
 
 
-def generate(db: Database, months: int, now: datetime, org_file: Path, processes_dir: Path, seed: int = 1) -> Summary:
-    """Fill an empty database with ``months`` of complaint handling ending at ``now``.
+def generate(db: Database, months: int, now: datetime, org_file: Path, processes_dir: Path, seed: int = 1,
+             per_week: float = 4.0) -> Summary:
+    """Fill an empty database with ``months`` of complaint handling ending at ``now``, ``per_week`` complaints a week.
 
     Loads the organisation and deploys the procedures as of the start. Refuses a database that
     already holds complaints (the sample would mix with real history).
@@ -288,7 +290,7 @@ def generate(db: Database, months: int, now: datetime, org_file: Path, processes
     demo.prepare(db, org_file, processes_dir, start)
     rng = random.Random(seed)
     simulation = _Simulation(db, rng, now)
-    for number, moment in enumerate(_arrivals(start, now, rng), start=1):
+    for number, moment in enumerate(_arrivals(start, now, per_week, rng), start=1):
         simulation.push(moment, "arrive", number)
     simulation.run()
     running = db.run(lambda s: len(store.list_instances(s, runtime.InstanceStatus.RUNNING.value, limit=100000)))

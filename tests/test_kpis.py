@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import update
 
 from conftest import ROOT
-from engine import kpis, reports, runtime, store
+from engine import corrections, demo, kpis, reports, runtime, store
 from engine.errors import NotFound
 from engine.store import TaskRow
 from test_customer_complaint import INTAKE, MEMBER, PLAN, STANDARD
@@ -43,7 +43,8 @@ def run_complaint(db, received: datetime, answers: dict, gaps: dict | None = Non
         actor = org.departments[task.department].head if task.role else MEMBER[task.department]
         queue = queues[task.name]
         data = queue.pop(0) if len(queue) > 1 else queue[0]
-        db.run(lambda s: runtime.complete(s, task.id, actor, clock, data))
+        db.run(lambda s: runtime.complete(s, task.id, actor, clock, data, password=(
+            demo.signing_password(s, actor, clock) if runtime.rules_of(task).signature else None)))
 
 
 def intake(**fields) -> list[dict]:
@@ -244,3 +245,14 @@ def test_a_renamed_reply_task_is_one_change_in_the_names_table(seeded, monkeypat
     monkeypatch.setattr(kpis, "NAMES", replace(kpis.NAMES, reply_tasks=("explain_to_customer",)))
     assert november(db).figure("response_time").stats["count"] == 1
 
+
+
+def test_a_corrected_failure_cause_is_counted_as_corrected_and_traced(seeded):
+    db, ids = seeded
+    plan = db.run(lambda s: next(t for t in store.tasks_of_instance(s, ids["fast"]) if t.name == "cause_analysis"))
+    db.run(lambda s: corrections.correct(s, plan.id, plan.completed_by, local(25, 9), {"failure_cause": "supplier"},
+                                         "analysis found the supplier's lot"))
+    figure = november(db).figure("failure_causes")
+    assert {r["cause"]: r["count"] for r in figure.tables["by cause"]} == {"process": 1, "material": 1, "supplier": 1}
+    [row] = [r for r in figure.rows if r["instance"] == ids["fast"]]
+    assert row["events"].startswith("#") and ", corrected #" in row["events"]
