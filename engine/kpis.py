@@ -129,19 +129,24 @@ def _setting(c: Complaint, history: History, key: str):
     return value if value is not None else getattr(history.targets, key)
 
 
-def _timeliness(key: str, title: str, period: Period, history: History, items: list, target_text: str) -> Figure:
-    """A duration KPI: ``items`` are (complaint, start, end, deadline, deadline note); the value is the share on time.
+Deadline = tuple[datetime, str]  # when something is due, and the rule that says so ("15 d", "customer 2026-11-05")
 
-    On time means at or before the deadline.
-    """
-    rows, hours, within = [], [], 0
-    for complaint, start, end, deadline, note in sorted(items, key=lambda item: item[2].at):
-        on_time = end.at <= deadline
-        within += on_time
-        hours.append(_hours(start.at, end.at))
-        rows.append({**_complaint_columns(complaint), "from": start.at, "to": end.at, "hours": hours[-1],
-                     "deadline": deadline, "deadline_rule": note, "on_time": on_time,
-                     "events": f"#{start.seq}→#{end.seq}"})
+
+def _timeliness(key: str, title: str, period: Period, history: History, end_of: Callable[[Complaint], Any],
+                deadline_of: Callable[[Complaint], Deadline | None], target_text: str) -> Figure:
+    """A duration KPI over the complaints whose ``end_of`` moment falls in the period: time from receipt,
+    median and P90, and the share at or before their deadline (those without a deadline are not counted)."""
+    rows, hours = [], []
+    for c in sorted(history.complaints, key=lambda c: end_of(c).at if end_of(c) else c.received.at):
+        end = end_of(c)
+        deadline = deadline_of(c) if end and period.holds(end.at) else None
+        if deadline is None:
+            continue
+        hours.append(_hours(c.received.at, end.at))
+        rows.append({**_complaint_columns(c), "from": c.received.at, "to": end.at, "hours": hours[-1],
+                     "deadline": deadline[0], "deadline_rule": deadline[1], "on_time": end.at <= deadline[0],
+                     "events": f"#{c.received.seq}→#{end.seq}"})
+    within = sum(r["on_time"] for r in rows)
     value = share(within, len(rows))
     target = history.targets.target_on_time_share
     median = round(statistics.median(hours), 2) if hours else None
@@ -152,47 +157,41 @@ def _timeliness(key: str, title: str, period: Period, history: History, items: l
                   rows=rows)
 
 
+def _after_receipt(c: Complaint, history: History, setting: str, unit: str) -> Deadline | None:
+    """A deadline a setting puts a number of hours or days after receipt (the complaint's own setting first)."""
+    amount = _setting(c, history, setting)
+    return (c.received.at + timedelta(**{unit: amount}), f"{amount} {unit[0]}") if amount is not None else None
+
+
 def quality_notice(history: History, period: Period) -> Figure:
     """Complaints that reached Quality in the period: the share within the notice deadline."""
-    items = []
-    for c in history.complaints:
-        hours = _setting(c, history, "quality_notice_hours")
-        if period.holds(c.reached_quality.at if c.reached_quality else None) and hours is not None:
-            items.append((c, c.received, c.reached_quality, c.received.at + timedelta(hours=hours), f"{hours} h"))
     hours = history.targets.quality_notice_hours
-    return _timeliness("quality_notice", "Quality complaints reaching Quality in time", period, history, items,
+    return _timeliness("quality_notice", "Quality complaints reaching Quality in time", period, history,
+                       lambda c: c.reached_quality,
+                       lambda c: _after_receipt(c, history, "quality_notice_hours", "hours"),
                        f"within {hours} h" if hours is not None else "")
 
 
-def reply_deadline(c: Complaint, history: History) -> tuple[datetime, str] | None:
+def reply_deadline(c: Complaint, history: History) -> Deadline | None:
     """When the reply to a complaint is due and by which rule: the customer's deadline, else the default days."""
     if c.customer_deadline:
         return end_of_day(c.customer_deadline, history.tz), f"customer {c.customer_deadline.isoformat()}"
-    days = _setting(c, history, "reply_deadline_days")
-    return (c.received.at + timedelta(days=days), f"{days} d") if days is not None else None
+    return _after_receipt(c, history, "reply_deadline_days", "days")
 
 
 def response_time(history: History, period: Period) -> Figure:
     """Complaints first replied to in the period: time from receipt, share before the reply deadline."""
-    items = []
-    for c in history.complaints:
-        deadline = reply_deadline(c, history)
-        if period.holds(c.first_reply.at if c.first_reply else None) and deadline:
-            items.append((c, c.received, c.first_reply, *deadline))
     days = history.targets.reply_deadline_days
-    return _timeliness("response_time", "Complaint response time (received → reply)", period, history, items,
+    return _timeliness("response_time", "Complaint response time (received → reply)", period, history,
+                       lambda c: c.first_reply, lambda c: reply_deadline(c, history),
                        f"before the customer's deadline, else within {days} d" if days is not None else "")
 
 
 def closure_time(history: History, period: Period) -> Figure:
     """Complaints closed in the period: time from receipt, share within the closure deadline."""
-    items = []
-    for c in history.complaints:
-        days = _setting(c, history, "closure_deadline_days")
-        if period.holds(c.closed.at if c.closed else None) and days is not None:
-            items.append((c, c.received, c.closed, c.received.at + timedelta(days=days), f"{days} d"))
     days = history.targets.closure_deadline_days
-    return _timeliness("closure_time", "Complaint closure time (received → closed)", period, history, items,
+    return _timeliness("closure_time", "Complaint closure time (received → closed)", period, history,
+                       lambda c: c.closed, lambda c: _after_receipt(c, history, "closure_deadline_days", "days"),
                        f"within {days} d" if days is not None else "")
 
 
