@@ -154,7 +154,7 @@ def _timeliness(key: str, title: str, period: Period, history: History, end_of: 
                   f"≥ {target:.0%} {target_text}" if target is not None else target_text, _at_least(value, target),
                   stats={"count": len(rows), "on_time": within, "late": len(rows) - within,
                          "median_hours": median, "p90_hours": nearest_rank(hours, 0.9)},
-                  rows=rows)
+                  tables={"by type": _rates(rows, "type"), "by product": _rates(rows, "product")}, rows=rows)
 
 
 def _after_receipt(c: Complaint, history: History, setting: str, unit: str) -> Deadline | None:
@@ -233,11 +233,19 @@ def on_time_tasks(history: History, period: Period) -> Figure:
 
 
 def _rates(rows: list[dict], column: str) -> list[dict[str, Any]]:
-    groups: dict[str, list[bool]] = defaultdict(list)
+    """Rows grouped by a column: how many, how many on time and late, the share on time (and median hours)."""
+    groups: dict[str, list[dict]] = defaultdict(list)
     for row in rows:
-        groups[row[column]].append(row["on_time"])
-    return [{column: name, "count": len(flags), "on_time": sum(flags), "late": len(flags) - sum(flags),
-             "share": share(sum(flags), len(flags))} for name, flags in sorted(groups.items())]
+        groups[row[column] or "(not recorded)"].append(row)
+    table = []
+    for name, members in sorted(groups.items()):
+        on_time = sum(r["on_time"] for r in members)
+        entry = {column: name, "count": len(members), "on_time": on_time, "late": len(members) - on_time,
+                 "share": share(on_time, len(members))}
+        if "hours" in members[0]:
+            entry["median_hours"] = round(statistics.median(r["hours"] for r in members), 2)
+        table.append(entry)
+    return table
 
 
 def capa_on_time(history: History, period: Period) -> Figure:

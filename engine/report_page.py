@@ -372,6 +372,7 @@ h1 { font-size: 1.6rem; margin-bottom: .2rem; } h2 { border-bottom: 2px solid #2
 margin-top: 2.2rem; } h3 { margin: 1.4rem 0 .2rem; } h4 { margin: .8rem 0 .2rem; font-size: .95rem; color: #3d4452; }
 .meta { color: #555; margin: .2rem 0; } .period { color: #777; font-weight: normal; font-size: .85rem; }
 table { border-collapse: collapse; margin: .3rem 0 .6rem; font-size: .85rem; }
+details table { font-size: .78rem; }
 th, td { border: 1px solid #d6d9de; padding: .2rem .5rem; text-align: left; vertical-align: top; }
 th { background: #f1f3f6; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
 td.time { white-space: nowrap; } tr.bad td { background: #fdecea; }

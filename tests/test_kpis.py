@@ -125,6 +125,13 @@ def test_response_time_uses_the_customers_deadline_else_the_default_days(seeded)
     assert rules[ids["slow"]] == (496.0, "15 d", False)
 
 
+def test_response_time_is_broken_down_by_complaint_type(seeded):
+    db, _ = seeded
+    assert november(db).figure("response_time").tables["by type"] == [
+        {"type": "delivery", "count": 2, "on_time": 2, "late": 0, "share": 1.0, "median_hours": 3.0},
+        {"type": "quality", "count": 3, "on_time": 2, "late": 1, "share": 0.6667, "median_hours": 11.0}]
+
+
 def test_closure_time_runs_from_receipt_to_instance_completed(seeded):
     db, ids = seeded
     figure = november(db).figure("closure_time")
