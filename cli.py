@@ -8,6 +8,8 @@ import json
 import logging
 import os
 import re
+import shutil
+import subprocess
 import sys
 import threading
 import time
@@ -801,15 +803,42 @@ def _report_options(command):
                            help="Time zone that months and days are counted in.")(command)
     command = click.option("--json", "as_json", is_flag=True,
                            help="Print the figures as JSON (the page is then written only with --out).")(command)
+    command = click.option("--pdf", is_flag=True,
+                           help="Also print the page to PDF (needs Chromium or Google Chrome).")(command)
     return click.option("--out", type=click.Path(file_okay=False, path_type=Path),
                         help="Folder to write the HTML page into (default: the current folder).")(command)
 
 
-def _deliver(report, out: Path | None, as_json: bool, name: str) -> None:
-    """Print the report's JSON and/or write its page, as the options ask."""
+BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+
+
+def _print_pdf(page: Path, html: str) -> Path:
+    """Print ``html`` to a PDF beside ``page`` with a headless Chromium from the PATH (print styles apply)."""
+    browser = next((found for found in map(shutil.which, BROWSERS) if found), None)
+    if browser is None:
+        raise click.ClickException(f"--pdf needs one of {', '.join(BROWSERS)} on the PATH "
+                                   f"(e.g. apt-get install chromium); {page} was written")
+    pdf = page.with_suffix(".pdf")
+    printable = page.with_suffix(".print.html")
+    printable.write_text(html, encoding="utf-8")
+    # Chromium refuses to run as root without --no-sandbox; the page is our own file.
+    sandbox = ["--no-sandbox"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []
+    try:
+        result = subprocess.run([browser, "--headless", "--disable-gpu", *sandbox, "--no-pdf-header-footer",
+                                 f"--print-to-pdf={pdf}", printable.resolve().as_uri()], capture_output=True,
+                                timeout=180)
+    finally:
+        printable.unlink()
+    if result.returncode != 0 or not pdf.exists():
+        raise click.ClickException(f"{browser} could not print {page} to PDF (exit {result.returncode})")
+    return pdf
+
+
+def _deliver(report, out: Path | None, as_json: bool, pdf: bool, name: str) -> None:
+    """Print the report's JSON and/or write its page (and its PDF), as the options ask."""
     if as_json:
         _echo_json(engine.reports.to_dict(report))
-    if out is None and as_json:
+    if out is None and as_json and not pdf:
         return
     from engine import report_page  # matplotlib loads only for the commands that draw
 
@@ -818,6 +847,8 @@ def _deliver(report, out: Path | None, as_json: bool, name: str) -> None:
     path = folder / name
     path.write_text(report_page.render(report), encoding="utf-8")
     click.echo(f"Wrote {path} ({path.stat().st_size // 1024} KB): open it in a browser.", err=as_json)
+    if pdf:
+        click.echo(f"Wrote {_print_pdf(path, report_page.render(report, unfolded=True))}.", err=as_json)
 
 
 @main.group()
@@ -829,7 +860,7 @@ def report() -> None:
 @click.option("--month", "month_text", required=True, metavar="YYYY-MM", help="The month, e.g. 2026-11.")
 @_report_options
 @pass_ctx
-def report_monthly(ctx: Context, month_text: str, out: Path | None, as_json: bool, tz: str) -> None:
+def report_monthly(ctx: Context, month_text: str, out: Path | None, pdf: bool, as_json: bool, tz: str) -> None:
     """The monthly complaint summary: every KPI for the month against its target, with the trend up to it."""
     match = re.fullmatch(r"(\d{4})-(\d{2})", month_text)
     if not match or not 1 <= int(match.group(2)) <= 12:
@@ -837,18 +868,18 @@ def report_monthly(ctx: Context, month_text: str, out: Path | None, as_json: boo
     year, number = int(match.group(1)), int(match.group(2))
     zone = _zone(tz)
     built = ctx.run(lambda s: engine.reports.monthly(s, year, number, zone, ctx.now))
-    _deliver(built, out, as_json, f"complaints-monthly-{month_text}.html")
+    _deliver(built, out, as_json, pdf, f"complaints-monthly-{month_text}.html")
 
 
 @report.command("review")
 @click.option("--year", "year_number", type=click.IntRange(2000, 2999), required=True, help="The year, e.g. 2026.")
 @_report_options
 @pass_ctx
-def report_review(ctx: Context, year_number: int, out: Path | None, as_json: bool, tz: str) -> None:
+def report_review(ctx: Context, year_number: int, out: Path | None, pdf: bool, as_json: bool, tz: str) -> None:
     """The yearly complaint report for management review: every KPI for the year, month by month."""
     zone = _zone(tz)
     built = ctx.run(lambda s: engine.reports.review(s, year_number, zone, ctx.now))
-    _deliver(built, out, as_json, f"complaints-review-{year_number}.html")
+    _deliver(built, out, as_json, pdf, f"complaints-review-{year_number}.html")
 
 
 @main.command()

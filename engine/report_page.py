@@ -10,7 +10,7 @@ misses are marked red. The page prints on A4 (the browser's "Save as PDF" makes 
 import html
 import io
 from collections.abc import Callable
-from datetime import date, datetime, tzinfo
+from datetime import date, datetime, timedelta, tzinfo
 from typing import Any
 
 import matplotlib
@@ -27,8 +27,8 @@ BLUE, ORANGE, GREY, RED, GREEN = "#2f6db5", "#e08a1e", "#8a8f98", "#c62828", "#2
 ROWS_SHOWN_OPEN = 0  # drill-down lists start folded; the summary line says how many items they hold
 
 
-def render(report: Report) -> str:
-    """The whole page as HTML text."""
+def render(report: Report, unfolded: bool = False) -> str:
+    """The whole page as HTML text; ``unfolded`` opens every list of items (for printing: a PDF shows them all)."""
     tz = report.period.start.tzinfo
     figures = {f.key: f for f in report.figures}
     body = [_header(report), _scorecard(report)]
@@ -40,7 +40,8 @@ def render(report: Report) -> str:
             parts.append(_figure_block(figures[key], tz))
         body.append(f"<section>{''.join(parts)}</section>")
     body.append(_appendix(report))
-    return PAGE.format(title=_e(report.title), style=STYLE, body="\n".join(body))
+    page = PAGE.format(title=_e(report.title), style=STYLE, body="\n".join(body))
+    return page.replace("<details>", "<details open>") if unfolded else page
 
 
 # --- sections --------------------------------------------------------------------------------
@@ -80,9 +81,9 @@ def _sections(report: Report) -> list[tuple[str, list[str], list[Callable[[], st
 
 def _header(report: Report) -> str:
     p, tz = report.period, report.period.start.tzinfo
-    last = p.end.astimezone(tz)
+    last = (p.end - timedelta(days=1)).astimezone(tz)
     return (f"<header><h1>{_e(report.title)}</h1>"
-            f"<p class='meta'>Period {_e(p.label)}: {p.start:%Y-%m-%d} to {last:%Y-%m-%d} (exclusive), "
+            f"<p class='meta'>Period {_e(p.label)}: {p.start:%Y-%m-%d} to {last:%Y-%m-%d}, "
             f"time zone {_e(report.time_zone)}. Figures as of {_moment(report.as_of, tz)}: events after that are not "
             f"counted, so this report does not change when run again.</p>"
             f"<p class='meta'>How to trace a figure: every table lists its items by <b>instance</b> number — "
@@ -107,7 +108,7 @@ def _title(report: Report, key: str) -> str:
 def _headline(f: Figure) -> str:
     value = _value(f.value, f.unit)
     stats = f.stats
-    if f.unit == "share" and "count" in stats:
+    if f.value is not None and f.unit == "share" and "count" in stats:
         good = stats.get("on_time", stats.get("effective", 0))
         return f"{value} ({good} of {stats['count']})"
     if f.key == "satisfaction" and stats.get("responses"):

@@ -67,10 +67,10 @@ def monthly(session: Session, year: int, number: int, tz: tzinfo, now: datetime)
 
 
 def review(session: Session, year: int, tz: tzinfo, now: datetime) -> Report:
-    """The yearly complaint report for management review: every KPI for the year, month by month."""
+    """The yearly complaint report for management review: every KPI for the year, its complete months as the trend."""
     period = periods.year(year, tz)
     return _build(session, "review", f"Complaint report for management review 管理评审客诉报告 {year}", period, now,
-                  periods.months_of(period))
+                  [m for m in periods.months_of(period) if m.end <= now])
 
 
 def current(session: Session, tz: tzinfo, now: datetime) -> Report:
@@ -92,7 +92,7 @@ def _build(session: Session, kind: str, title: str, period: Period, now: datetim
 
 
 def trend(history: History, months: list[Period]) -> list[dict[str, Any]]:
-    """Headline figures month by month, from the first month with a complaint received."""
+    """Headline figures month by month, from the first month with a complaint received, up to the history's end."""
     rows = []
     for period in months:
         if period.start >= history.until:

@@ -111,7 +111,7 @@ def _profile(rng: random.Random) -> Profile:
     second = _pick(rng, CAUSES) if rng.random() < 0.3 else cause
     quality = kind == "quality"
     return Profile(customer=_pick(rng, CUSTOMERS), product=_pick(rng, PRODUCTS), kind=kind,
-                   quantity=rng.choice((1, 1, 1, 2, 2, 3)) if rng.random() < 0.8 else rng.randint(4, 30),
+                   quantity=rng.choice((1, 1, 1, 2, 2, 3)) if rng.random() < 0.9 else rng.randint(4, 30),
                    deadline_days=rng.randint(10, 25) if rng.random() < 0.4 else None, causes=[cause, second],
                    not_ours=quality and rng.random() < 0.15, returned=quality and rng.random() < 0.03,
                    rejected=rng.random() < 0.07, ineffective=rng.random() < 0.15, refused=rng.random() < 0.03,

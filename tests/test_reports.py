@@ -2,6 +2,7 @@
 against a count made here, independently, from the events each instance's history holds."""
 
 import json
+import shutil
 import statistics
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -9,9 +10,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from argon2 import PasswordHasher
 from click.testing import CliRunner
-
-from cli import main
 from conftest import ORG_FILE, ROOT
+
+from cli import BROWSERS, main
 from engine import audit, sample_history, signatures, store
 from engine.store import Database
 
@@ -252,3 +253,12 @@ def test_a_month_not_yet_begun_is_refused_with_exit_1(generated):
 def test_generating_into_a_database_with_instances_is_refused(generated):
     code, out = _qproc(generated[0], "demo", "--months", "1")
     assert code == 1 and "already has instances" in out and "use an empty database" in out
+
+
+@pytest.mark.skipif(not any(shutil.which(b) for b in BROWSERS), reason="no Chromium to print with")
+def test_pdf_is_printed_beside_the_page(generated, tmp_path):
+    code, out = _qproc(generated[0], "report", "monthly", "--month", "2026-11", "--out", str(tmp_path), "--pdf")
+    assert code == 0, out
+    assert (tmp_path / "complaints-monthly-2026-11.pdf").read_bytes().startswith(b"%PDF")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["complaints-monthly-2026-11.html",
+                                                         "complaints-monthly-2026-11.pdf"]
