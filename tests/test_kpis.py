@@ -9,13 +9,13 @@ from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
-from conftest import ROOT
 from sqlalchemy import update
-from test_customer_complaint import INTAKE, MEMBER, PLAN, STANDARD
 
+from conftest import ROOT
 from engine import corrections, demo, kpis, reports, runtime, store
 from engine.errors import NotFound
 from engine.store import TaskRow
+from test_customer_complaint import INTAKE, MEMBER, PLAN, STANDARD
 
 TZ = ZoneInfo("Asia/Shanghai")
 NOVEMBER_END = datetime(2026, 12, 1, tzinfo=TZ)

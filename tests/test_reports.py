@@ -10,9 +10,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from argon2 import PasswordHasher
 from click.testing import CliRunner
-from conftest import ORG_FILE, ROOT
 
 from cli import BROWSERS, main
+from conftest import ORG_FILE, ROOT
 from engine import audit, sample_history, signatures, store
 from engine.store import Database
 
