@@ -803,6 +803,8 @@ def _report_options(command):
                            help="Time zone that months and days are counted in.")(command)
     command = click.option("--json", "as_json", is_flag=True,
                            help="Print the figures as JSON (the page is then written only with --out).")(command)
+    command = click.option("--link", metavar="URL",
+                           help="Make instance numbers links: URL with {id}, e.g. http://host:8000/instances/{id}.")(command)
     command = click.option("--pdf", is_flag=True,
                            help="Also print the page to PDF (needs Chromium or Google Chrome).")(command)
     return click.option("--out", type=click.Path(file_okay=False, path_type=Path),
@@ -834,7 +836,7 @@ def _print_pdf(page: Path, html: str) -> Path:
     return pdf
 
 
-def _deliver(report, out: Path | None, as_json: bool, pdf: bool, name: str) -> None:
+def _deliver(report, out: Path | None, as_json: bool, pdf: bool, link: str | None, name: str) -> None:
     """Print the report's JSON and/or write its page (and its PDF), as the options ask."""
     if as_json:
         _echo_json(engine.reports.to_dict(report))
@@ -845,10 +847,10 @@ def _deliver(report, out: Path | None, as_json: bool, pdf: bool, name: str) -> N
     folder = out or Path(".")
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / name
-    path.write_text(report_page.render(report), encoding="utf-8")
+    path.write_text(report_page.render(report, link=link), encoding="utf-8")
     click.echo(f"Wrote {path} ({path.stat().st_size // 1024} KB): open it in a browser.", err=as_json)
     if pdf:
-        click.echo(f"Wrote {_print_pdf(path, report_page.render(report, unfolded=True))}.", err=as_json)
+        click.echo(f"Wrote {_print_pdf(path, report_page.render(report, unfolded=True, link=link))}.", err=as_json)
 
 
 @main.group()
@@ -860,7 +862,8 @@ def report() -> None:
 @click.option("--month", "month_text", required=True, metavar="YYYY-MM", help="The month, e.g. 2026-11.")
 @_report_options
 @pass_ctx
-def report_monthly(ctx: Context, month_text: str, out: Path | None, pdf: bool, as_json: bool, tz: str) -> None:
+def report_monthly(ctx: Context, month_text: str, out: Path | None, pdf: bool, link: str | None, as_json: bool,
+                   tz: str) -> None:
     """The monthly complaint summary: every KPI for the month against its target, with the trend up to it."""
     match = re.fullmatch(r"(\d{4})-(\d{2})", month_text)
     if not match or not 1 <= int(match.group(2)) <= 12:
@@ -868,18 +871,19 @@ def report_monthly(ctx: Context, month_text: str, out: Path | None, pdf: bool, a
     year, number = int(match.group(1)), int(match.group(2))
     zone = _zone(tz)
     built = ctx.run(lambda s: engine.reports.monthly(s, year, number, zone, ctx.now))
-    _deliver(built, out, as_json, pdf, f"complaints-monthly-{month_text}.html")
+    _deliver(built, out, as_json, pdf, link, f"complaints-monthly-{month_text}.html")
 
 
 @report.command("review")
 @click.option("--year", "year_number", type=click.IntRange(2000, 2999), required=True, help="The year, e.g. 2026.")
 @_report_options
 @pass_ctx
-def report_review(ctx: Context, year_number: int, out: Path | None, pdf: bool, as_json: bool, tz: str) -> None:
+def report_review(ctx: Context, year_number: int, out: Path | None, pdf: bool, link: str | None, as_json: bool,
+                  tz: str) -> None:
     """The yearly complaint report for management review: every KPI for the year, month by month."""
     zone = _zone(tz)
     built = ctx.run(lambda s: engine.reports.review(s, year_number, zone, ctx.now))
-    _deliver(built, out, as_json, pdf, f"complaints-review-{year_number}.html")
+    _deliver(built, out, as_json, pdf, link, f"complaints-review-{year_number}.html")
 
 
 @main.command()

@@ -10,6 +10,7 @@ misses are marked red. The page prints on A4 (the browser's "Save as PDF" makes 
 import html
 import io
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
 from typing import Any
 
@@ -27,9 +28,22 @@ BLUE, ORANGE, GREY, RED, GREEN = "#2f6db5", "#e08a1e", "#8a8f98", "#c62828", "#2
 ROWS_SHOWN_OPEN = 0  # drill-down lists start folded; the summary line says how many items they hold
 
 
-def render(report: Report, unfolded: bool = False) -> str:
-    """The whole page as HTML text; ``unfolded`` opens every list of items (for printing: a PDF shows them all)."""
-    tz = report.period.start.tzinfo
+@dataclass(frozen=True)
+class _Cells:
+    """How table cells are written: times in the report's zone; instance numbers linked when a link is given."""
+
+    tz: tzinfo | None
+    link: str | None = None
+
+
+def render(report: Report, unfolded: bool = False, link: str | None = None) -> str:
+    """The whole page as HTML text.
+
+    ``unfolded`` opens every list of items (for printing: a PDF shows them all). ``link`` makes
+    each instance number a link, ``{id}`` standing for it (e.g. ``http://qproc.local/instances/{id}``
+    for the web application's instance page).
+    """
+    cells = _Cells(report.period.start.tzinfo, link)
     figures = {f.key: f for f in report.figures}
     body = [_header(report), _scorecard(report)]
     for title, keys, charts in _sections(report):
@@ -37,7 +51,7 @@ def render(report: Report, unfolded: bool = False) -> str:
         for chart in charts:
             parts.append(chart())
         for key in keys:
-            parts.append(_figure_block(figures[key], tz))
+            parts.append(_figure_block(figures[key], cells))
         body.append(f"<section>{''.join(parts)}</section>")
     body.append(_appendix(report))
     page = PAGE.format(title=_e(report.title), style=STYLE, body="\n".join(body))
@@ -126,20 +140,20 @@ def _value(value: Any, unit: str) -> str:
     return str(value)
 
 
-def _figure_block(f: Figure, tz: tzinfo) -> str:
+def _figure_block(f: Figure, cells: _Cells) -> str:
     parts = [f"<h3 id='{f.key}'>{_e(f.title)} <span class='period'>{_e(f.period)}</span></h3>",
              f"<p class='headline {_status_class(f.met)}'>{_e(_headline(f))}"
              + (f" — target {_e(f.target_text)}" if f.target_text else "") + "</p>"]
     stats = _stats_line(f)
     if stats:
         parts.append(f"<p class='stats'>{_e(stats)}</p>")
-    tables = [f"<div><h4>{_e(name.capitalize())}</h4>{_table(rows, tz)}</div>"
+    tables = [f"<div><h4>{_e(name.capitalize())}</h4>{_table(rows, cells)}</div>"
               for name, rows in f.tables.items() if rows]
     if tables:
         parts.append(f"<div class='tables'>{''.join(tables)}</div>")
     if f.rows:
         items = "the item" if len(f.rows) == 1 else f"the {len(f.rows)} items"
-        parts.append(f"<details><summary>Show {items} counted</summary>{_table(f.rows, tz)}</details>")
+        parts.append(f"<details><summary>Show {items} counted</summary>{_table(f.rows, cells)}</details>")
     elif not f.tables or not any(f.tables.values()):
         parts.append("<p class='empty'>Nothing to count in this period.</p>")
     return "".join(parts)
@@ -170,25 +184,25 @@ def _status_class(met: bool | None) -> str:
 _BAD = {"on_time": False, "over_limit": True, "effective": False, "satisfied": False}
 
 
-def _table(rows: list[dict[str, Any]], tz: tzinfo) -> str:
+def _table(rows: list[dict[str, Any]], cells: _Cells) -> str:
     columns = list(rows[0])
     head = "".join(f"<th>{_e(c.replace('_', ' '))}</th>" for c in columns)
     body = []
     for row in rows:
         bad = any(row.get(column) is flag for column, flag in _BAD.items() if column in row)
-        cells = "".join(_cell(column, row[column], tz) for column in columns)
-        body.append(f"<tr class='bad'>{cells}</tr>" if bad else f"<tr>{cells}</tr>")
+        line = "".join(_cell(column, row[column], cells) for column in columns)
+        body.append(f"<tr class='bad'>{line}</tr>" if bad else f"<tr>{line}</tr>")
     return f"<table><tr>{head}</tr>{''.join(body)}</table>"
 
 
-def _cell(column: str, value: Any, tz: tzinfo) -> str:
+def _cell(column: str, value: Any, cells: _Cells) -> str:
     if column in ("instance", "earlier") and value is not None:
         ids = value if isinstance(value, list) else [value]
-        return "<td>" + ", ".join(f"<span class='id' title='qproc show {i}'>{i}</span>" for i in ids) + "</td>"
+        return "<td>" + ", ".join(_instance(i, cells.link) for i in ids) + "</td>"
     if isinstance(value, bool):
         return f"<td>{'yes' if value else 'no'}</td>"
     if isinstance(value, datetime):
-        return f"<td class='time'>{_moment(value, tz)}</td>"
+        return f"<td class='time'>{_moment(value, cells.tz)}</td>"
     if isinstance(value, date):
         return f"<td class='time'>{value.isoformat()}</td>"
     if isinstance(value, float):
@@ -197,6 +211,12 @@ def _cell(column: str, value: Any, tz: tzinfo) -> str:
     if isinstance(value, int):
         return f"<td class='num'>{value}</td>"
     return f"<td>{_e('' if value is None else str(value))}</td>"
+
+
+def _instance(instance_id: int, link: str | None) -> str:
+    if link:
+        return f"<a class='id' href='{_e(link.replace('{id}', str(instance_id)))}'>{instance_id}</a>"
+    return f"<span class='id' title='qproc show {instance_id}'>{instance_id}</span>"
 
 
 def _moment(value: datetime, tz: tzinfo) -> str:
@@ -251,7 +271,7 @@ def _trend_chart(title: str, trend: list[dict], series: list[tuple[str, str, str
 
 def _trend_table(trend: list[dict], series: list[tuple[str, str, str]], unit: str) -> str:
     rows = [{"month": row["month"], **{label: _value(row[key], unit) for key, label, _ in series}} for row in trend]
-    return f"<details><summary>Data behind the chart (by month)</summary>{_table(rows, None)}</details>"
+    return f"<details><summary>Data behind the chart (by month)</summary>{_table(rows, _Cells(None))}</details>"
 
 
 def _department_chart(f: Figure) -> str:

@@ -262,3 +262,11 @@ def test_pdf_is_printed_beside_the_page(generated, tmp_path):
     assert (tmp_path / "complaints-monthly-2026-11.pdf").read_bytes().startswith(b"%PDF")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["complaints-monthly-2026-11.html",
                                                          "complaints-monthly-2026-11.pdf"]
+
+
+def test_link_makes_instance_numbers_lead_to_the_instance_page(generated, report, tmp_path):
+    code, _ = _qproc(generated[0], "report", "monthly", "--month", "2026-11", "--out", str(tmp_path),
+                     "--link", "http://qproc.local/instances/{id}")
+    page = (tmp_path / "complaints-monthly-2026-11.html").read_text(encoding="utf-8")
+    first = report["complaints_received"]["rows"][0]["instance"]
+    assert code == 0 and f"<a class='id' href='http://qproc.local/instances/{first}'>{first}</a>" in page
