@@ -124,6 +124,8 @@ class Complaint:
     corrections: list[int]  # event numbers of corrections to its complaint form
     reached_quality: Stamp | None
     first_reply: Stamp | None
+    intake_due: datetime | None  # the due time of its first complaint form (the steps before Quality)
+    reply_due: datetime | None   # the due time of the task that made the first reply
     closed: Stamp | None
     cancelled: Stamp | None
 
@@ -265,7 +267,9 @@ def _complaint(names: Names, instance_id, key, started, start_data, tasks, ended
                      customer_deadline=date.fromisoformat(deadline) if deadline else None,
                      corrections=[seq for intake in intakes for seq in intake.corrections],
                      reached_quality=reviews[0] if reviews else None,
-                     first_reply=replies[0].completed if replies else None, closed=ended, cancelled=cancelled)
+                     first_reply=replies[0].completed if replies else None,
+                     intake_due=next((t.due_at for t in tasks if t.name == names.intake_task), None),
+                     reply_due=replies[0].due_at if replies else None, closed=ended, cancelled=cancelled)
 
 
 def _capa(names: Names, instance_id, key, tasks, cancelled) -> Capa | None:

@@ -163,17 +163,28 @@ def _after_receipt(c: Complaint, history: History, setting: str, unit: str) -> D
     return (c.received.at + timedelta(**{unit: amount}), f"{amount} {unit[0]}") if amount is not None else None
 
 
+STEP_DUE = "step due"  # the rule of a deadline taken from a task's due time
+
+
 def quality_notice(history: History, period: Period) -> Figure:
-    """Complaints that reached Quality in the period: the share within the notice deadline."""
+    """Complaints that reached Quality in the period: the share within the notice deadline.
+
+    The deadline is the due time of the complaint form when the procedure gives it one, else the
+    quality_notice_hours setting after receipt.
+    """
     hours = history.targets.quality_notice_hours
     return _timeliness("quality_notice", "Quality complaints reaching Quality in time", period, history,
                        lambda c: c.reached_quality,
-                       lambda c: _after_receipt(c, history, "quality_notice_hours", "hours"),
+                       lambda c: ((c.intake_due, STEP_DUE) if c.intake_due else
+                                  _after_receipt(c, history, "quality_notice_hours", "hours")),
                        f"within {hours} h" if hours is not None else "")
 
 
 def reply_deadline(c: Complaint, history: History) -> Deadline | None:
-    """When the reply to a complaint is due and by which rule: the customer's deadline, else the default days."""
+    """When the reply to a complaint is due and by which rule: the reply task's due time when it has one,
+    else the end of the customer's deadline day, else the default days after receipt."""
+    if c.reply_due:
+        return c.reply_due, STEP_DUE
     if c.customer_deadline:
         return end_of_day(c.customer_deadline, history.tz), f"customer {c.customer_deadline.isoformat()}"
     return _after_receipt(c, history, "reply_deadline_days", "days")
@@ -449,11 +460,13 @@ KPIS: tuple[Kpi, ...] = (
         f"'{N.customer}' and '{N.product}' fields of the last '{N.intake_task}' submission.", complaints_received),
     Kpi("quality_notice", "Reaching Quality in time 质量部接收及时率",
         f"Complaints whose '{N.quality_review_task}' task was first created in the period: time from instance_started "
-        "to that task_created; on time when within the complaint's quality_notice_hours setting.", quality_notice),
+        f"to that task_created; on time by the due time of the first '{N.intake_task}' task when it has one, else "
+        "within the complaint's quality_notice_hours setting.", quality_notice),
     Kpi("response_time", "Response time 回复时间",
         f"Complaints first replied to in the period (the first task_completed of {' or '.join(N.reply_tasks)}): time "
-        f"from instance_started; on time by the end of the '{N.customer_deadline}' day on the complaint form, "
-        "or, when none was given, within the complaint's reply_deadline_days setting.", response_time),
+        "from instance_started; on time by the replying task's due time when it has one, else by the end of the "
+        f"'{N.customer_deadline}' day on the complaint form, else within the complaint's reply_deadline_days "
+        "setting.", response_time),
     Kpi("closure_time", "Closure time 结案时间",
         "Complaints closed in the period (instance_completed: the customer confirmed satisfaction or accepted the "
         "explanation): time from instance_started; on time within the closure_deadline_days setting.", closure_time),

@@ -93,6 +93,13 @@ def seeded(complaint_db):
     return db, ids
 
 
+def set_due(db, instance_id: int, task: str, due: datetime) -> None:
+    """Give a task a due time, as the procedures' deadlines will (written directly: this engine sets none yet)."""
+    with db.engine.begin() as conn:
+        conn.execute(update(TaskRow).where(TaskRow.name == task, TaskRow.instance_id == instance_id)
+                     .values(due_at=due.astimezone(timezone.utc)))
+
+
 def november(db, now=NOVEMBER_END):
     return db.run(lambda s: reports.monthly(s, 2026, 11, TZ, now))
 
@@ -130,6 +137,13 @@ def test_response_time_is_broken_down_by_complaint_type(seeded):
     assert november(db).figure("response_time").tables["by type"] == [
         {"type": "delivery", "count": 2, "on_time": 2, "late": 0, "share": 1.0, "median_hours": 3.0},
         {"type": "quality", "count": 3, "on_time": 2, "late": 1, "share": 0.6667, "median_hours": 11.0}]
+
+
+def test_a_due_time_on_the_replying_task_is_the_reply_deadline(seeded):
+    db, ids = seeded
+    set_due(db, ids["slow"], "reply_customer", local(25, 9))
+    rows = {r["instance"]: r for r in november(db).figure("response_time").rows}
+    assert (rows[ids["slow"]]["deadline_rule"], rows[ids["slow"]]["on_time"]) == ("step due", True)
 
 
 def test_closure_time_runs_from_receipt_to_instance_completed(seeded):
@@ -215,12 +229,8 @@ def test_no_escalation_events_count_zero(seeded):
 
 def test_steps_with_due_times_are_rated_per_department(seeded):
     db, ids = seeded
-    # Due times arrive with the deadlines feature; here two reply tasks get one directly.
-    with db.engine.begin() as conn:
-        conn.execute(update(TaskRow).where(TaskRow.name == "reply_customer", TaskRow.instance_id == ids["fast"])
-                     .values(due_at=local(2, 21).astimezone(timezone.utc)))
-        conn.execute(update(TaskRow).where(TaskRow.name == "reply_customer", TaskRow.instance_id == ids["slow"])
-                     .values(due_at=local(10, 9).astimezone(timezone.utc)))
+    set_due(db, ids["fast"], "reply_customer", local(2, 21))
+    set_due(db, ids["slow"], "reply_customer", local(10, 9))
     figure = november(db).figure("on_time_tasks")
     assert (figure.value, figure.stats) == (0.5, {"count": 2, "on_time": 1})
     assert figure.tables["by department"] == [{"department": "sales", "count": 2, "on_time": 1, "late": 1,
