@@ -774,8 +774,8 @@ def serve(ctx: Context, host: str, port: int) -> None:
 def _generate(ctx: Context, months: int, seed: int, per_week: float) -> None:
     began = time.monotonic()
     try:
-        summary = engine.sample_history.generate(ctx.db, months, ctx.now, shipped("org.yaml"), shipped("processes"),
-                                                 seed=seed, per_week=per_week)
+        summary = engine.sample_history.generate(ctx.db, months, ctx.now, shipped("org.yaml"), shipped("calendar.yaml"),
+                                                 shipped("processes"), seed=seed, per_week=per_week)
     except EngineError as err:
         raise click.ClickException(str(err)) from None
     last = summary.end.astimezone(ZoneInfo(DEFAULT_TZ))

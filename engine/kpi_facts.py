@@ -1,8 +1,9 @@
 """What the history says, in the terms the KPIs count: complaints, CAPAs, human tasks, escalations.
 
-:func:`read_history` reads every instance event before a moment (one query) and the task rows'
-process and due time (one query), and turns them into facts that keep, for every moment they
-record, the number of the event it came from. Which tasks and fields mean what is given by a
+:func:`read_history` reads every instance event before a moment (one query) and which process each
+task belongs to (one query on the task rows), and turns them into facts that keep, for every
+moment they record, the number of the event it came from; a task's due time is the one its
+``task_created`` event recorded. Which tasks and fields mean what is given by a
 :class:`Names` (``kpis.NAMES``); nothing here knows a procedure's vocabulary by itself.
 """
 
@@ -50,7 +51,7 @@ class Names:
 class Targets:
     """Deadlines and targets, by their key in ``processes/settings.yaml``; None when no procedure in force sets one."""
 
-    quality_notice_hours: float | None = None
+    reach_quality_within: str | None = None  # shown only: the deadline itself is on the tasks (their due time)
     reply_deadline_days: float | None = None
     closure_deadline_days: float | None = None
     repeat_window_months: int | None = None
@@ -84,7 +85,7 @@ class Stamp:
 
 @dataclass
 class Task:
-    """A human task as its events tell it; ``due_at`` is the task row's due time."""
+    """A human task as its events tell it (``process`` is from its row: the events do not name it)."""
 
     id: int
     instance_id: int
@@ -125,7 +126,6 @@ class Complaint:
     reached_quality: Stamp | None
     first_reply: Stamp | None
     intake_due: datetime | None  # the due time of its first complaint form (the steps before Quality)
-    reply_due: datetime | None   # the due time of the task that made the first reply
     closed: Stamp | None
     cancelled: Stamp | None
 
@@ -188,20 +188,21 @@ class History:
 
 
 def read_history(session: Session, until: datetime, tz: tzinfo, names: Names) -> History:
-    """Read the history before ``until`` into the facts the KPIs count (one query for events, one for tasks)."""
+    """Read the history before ``until`` into the facts the KPIs count (two queries)."""
     rows = store.instance_events_before(session, until)
-    routing = store.task_routing(session)
+    processes = store.task_processes(session)
     history = History(until=until, tz=tz, targets=read_targets(session, until, names.settings_processes),
                       complaints=[], capas=[], tasks=[], escalations=[], events_read=len(rows), instances_read=0)
     for instance_id, group in groupby(rows, key=lambda row: row[0].instance_id):
         events = list(group)
         history.instances_read += 1
-        _read_instance(history, names, instance_id, events[0][1], events[0][2], [e for e, _, _ in events], routing)
+        _read_instance(history, names, instance_id, events[0][1], events[0][2], [e for e, _, _ in events],
+                       processes)
     return history
 
 
 def _read_instance(history: History, names: Names, instance_id: int, process_key: str, key: str | None,
-                   events: list, routing: dict[int, tuple[str, datetime | None]]) -> None:
+                   events: list, processes: dict[int, str]) -> None:
     tasks: dict[int, Task] = {}
     started = ended = cancelled = None
     start_data: dict[str, Any] = {}
@@ -210,9 +211,10 @@ def _read_instance(history: History, names: Names, instance_id: int, process_key
         if event.kind == EventKind.INSTANCE_STARTED.value:
             started, start_data = stamp, event.data.get("data") or {}
         elif event.kind == EventKind.TASK_CREATED.value:
-            process, due_at = routing.get(event.task_id, (process_key, None))
-            tasks[event.task_id] = Task(event.task_id, instance_id, key, process, event.data["task"],
-                                        event.data["department"], stamp, due_at)
+            due = event.data.get("due")
+            tasks[event.task_id] = Task(event.task_id, instance_id, key, processes.get(event.task_id, process_key),
+                                        event.data["task"], event.data["department"], stamp,
+                                        datetime.fromisoformat(due) if due else None)
         elif event.kind == EventKind.TASK_COMPLETED.value:
             tasks[event.task_id].completed, tasks[event.task_id].data = stamp, dict(event.data.get("data") or {})
         elif event.kind == EventKind.TASK_CANCELLED.value:
@@ -223,7 +225,7 @@ def _read_instance(history: History, names: Names, instance_id: int, process_key
             ended = stamp
         elif event.kind == EventKind.INSTANCE_CANCELLED.value:
             cancelled = stamp
-        elif event.kind == "task_escalated":
+        elif event.kind == EventKind.TASK_ESCALATED.value:
             task = tasks.get(event.task_id)
             history.escalations.append(Escalation(instance_id, key, event.task_id,
                                                   task.department if task else "", stamp, event.data))
@@ -269,7 +271,7 @@ def _complaint(names: Names, instance_id, key, started, start_data, tasks, ended
                      reached_quality=reviews[0] if reviews else None,
                      first_reply=replies[0].completed if replies else None,
                      intake_due=next((t.due_at for t in tasks if t.name == names.intake_task), None),
-                     reply_due=replies[0].due_at if replies else None, closed=ended, cancelled=cancelled)
+                     closed=ended, cancelled=cancelled)
 
 
 def _capa(names: Names, instance_id, key, tasks, cancelled) -> Capa | None:

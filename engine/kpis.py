@@ -1,8 +1,8 @@
 """Key performance indicators of the quality procedures, defined in one place.
 
-Every figure is computed from the engine's own history — the events — plus the due times on the
-task rows, so each one can be traced back: a figure lists the instances it counted and the
-numbers of the events it read (the ``#`` column of ``qproc history ID``).
+Every figure is computed from the engine's own history — the events — so each one can be traced
+back: a figure lists the instances it counted and the numbers of the events it read (the ``#``
+column of ``qproc history ID``).
 
 Two tables here make the definitions, a third sits beside them:
 
@@ -167,24 +167,17 @@ STEP_DUE = "step due"  # the rule of a deadline taken from a task's due time
 
 
 def quality_notice(history: History, period: Period) -> Figure:
-    """Complaints that reached Quality in the period: the share within the notice deadline.
-
-    The deadline is the due time of the complaint form when the procedure gives it one, else the
-    quality_notice_hours setting after receipt.
-    """
-    hours = history.targets.quality_notice_hours
+    """Complaints that reached Quality in the period: the share by the deadline the procedure gives the
+    steps before Quality (the due time of the complaint form); complaints without one are not counted."""
+    within = history.targets.reach_quality_within
     return _timeliness("quality_notice", "Quality complaints reaching Quality in time", period, history,
-                       lambda c: c.reached_quality,
-                       lambda c: ((c.intake_due, STEP_DUE) if c.intake_due else
-                                  _after_receipt(c, history, "quality_notice_hours", "hours")),
-                       f"within {hours} h" if hours is not None else "")
+                       lambda c: c.reached_quality, lambda c: (c.intake_due, STEP_DUE) if c.intake_due else None,
+                       f"by the due time ({within} from receipt)" if within else "by the due time")
 
 
 def reply_deadline(c: Complaint, history: History) -> Deadline | None:
-    """When the reply to a complaint is due and by which rule: the reply task's due time when it has one,
-    else the end of the customer's deadline day, else the default days after receipt."""
-    if c.reply_due:
-        return c.reply_due, STEP_DUE
+    """When the customer is owed a reply, counted from receipt: the end of the customer's deadline day,
+    else the default days after receipt. (The reply step's own due time is rated with the steps.)"""
     if c.customer_deadline:
         return end_of_day(c.customer_deadline, history.tz), f"customer {c.customer_deadline.isoformat()}"
     return _after_receipt(c, history, "reply_deadline_days", "days")
@@ -460,19 +453,19 @@ KPIS: tuple[Kpi, ...] = (
         f"'{N.customer}' and '{N.product}' fields of the last '{N.intake_task}' submission.", complaints_received),
     Kpi("quality_notice", "Reaching Quality in time 质量部接收及时率",
         f"Complaints whose '{N.quality_review_task}' task was first created in the period: time from instance_started "
-        f"to that task_created; on time by the due time of the first '{N.intake_task}' task when it has one, else "
-        "within the complaint's quality_notice_hours setting.", quality_notice),
+        f"to that task_created; on time by the due time of the first '{N.intake_task}' task (the procedure's "
+        "reach_quality_within from receipt); complaints whose form has no due time are not counted.", quality_notice),
     Kpi("response_time", "Response time 回复时间",
         f"Complaints first replied to in the period (the first task_completed of {' or '.join(N.reply_tasks)}): time "
-        "from instance_started; on time by the replying task's due time when it has one, else by the end of the "
-        f"'{N.customer_deadline}' day on the complaint form, else within the complaint's reply_deadline_days "
-        "setting.", response_time),
+        f"from instance_started; on time by the end of the '{N.customer_deadline}' day on the complaint form, "
+        "else within the complaint's reply_deadline_days setting. (The reply step's own due time is rated under "
+        "steps on time.)", response_time),
     Kpi("closure_time", "Closure time 结案时间",
         "Complaints closed in the period (instance_completed: the customer confirmed satisfaction or accepted the "
         "explanation): time from instance_started; on time within the closure_deadline_days setting.", closure_time),
     Kpi("on_time_tasks", "Steps on time 各步骤及时率",
-        "Human tasks completed in the period that carry a due time (tasks.due_at): on time when task_completed is "
-        "at or before it; per department and per step.", on_time_tasks),
+        "Human tasks completed in the period that carry a due time (the 'due' of their task_created): on time when "
+        "task_completed is at or before it; per department and per step.", on_time_tasks),
     Kpi("capa_on_time", "CAPA closed on time 纠正措施按期关闭率",
         f"CAPAs closed in the period (the first task_completed of '{N.capa_close_task}'"
         + (f" with '{N.capa_close_field}' true" if N.capa_close_field else "")

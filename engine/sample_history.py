@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from . import demo, runtime, store
+from . import demo, runtime, store, timers
 from .errors import InvalidTransition
 from .periods import add_months
 from .store import Database
@@ -66,6 +66,7 @@ DELAYS = {"intake": (0.4, 0.5), "approve_proceed": (0.7, 0.6), "quality_review":
           "countersign_engineering": (7, 0.6), "countersign_rnd": (9, 0.6), "handle_delivery": (20, 0.6),
           "reply_customer": (8, 0.6), "confirm_satisfaction": (48, 0.6)}
 SLOW_SHARE, SLOW_FACTOR = 0.08, 4.0
+WORKER_POLL = timedelta(minutes=1)
 
 
 @dataclass
@@ -221,6 +222,7 @@ class _Simulation:
         self.profiles: dict[int, tuple[Profile, datetime]] = {}
         self.scheduled: set[int] = set()
         self.commands = 0
+        self.tick_at: datetime | None = None
         self._order = 0
 
     def push(self, moment: datetime, action: str, subject: Any) -> None:
@@ -228,12 +230,26 @@ class _Simulation:
         heapq.heappush(self.queue, (moment, self._order, action, subject))
 
     def run(self) -> None:
-        """Run the queue up to the end, one transaction per command (the command, then a look at its new tasks)."""
+        """Run the queue up to the end, one transaction per command (the command, then a look at what it left
+        to do), with a worker pass whenever a deadline or escalation falls due, as the worker would run it."""
         while self.queue and self.queue[0][0] < self.end:
             moment, _, action, subject = heapq.heappop(self.queue)
+            if action == "tick":
+                if moment != self.tick_at:
+                    continue  # an earlier due time replaced this pass
+                self.tick_at = None
+                timers.fire_due(self.db, moment)
+                self._plan_tick(self.db.run(store.earliest_due))
+                continue
             self.commands += 1
-            self.db.run(lambda session: self._schedule(session, moment,
-                                                       getattr(self, f"_{action}")(session, moment, subject)))
+            self._plan_tick(self.db.run(lambda session: self._schedule(
+                session, moment, getattr(self, f"_{action}")(session, moment, subject))))
+
+    def _plan_tick(self, due: datetime | None) -> None:
+        """Have the worker pass run just after the earliest due time (it polls every WORKER_POLL)."""
+        if due is not None and (self.tick_at is None or due + WORKER_POLL < self.tick_at):
+            self.tick_at = due + WORKER_POLL
+            self.push(self.tick_at, "tick", None)
 
     def _arrive(self, session, moment: datetime, number: int) -> int:
         profile = _profile(self.rng)
@@ -261,10 +277,11 @@ class _Simulation:
         if instance.status == runtime.InstanceStatus.RUNNING.value:
             runtime.cancel(session, instance_id, instance.started_by, moment, "customer withdrew the complaint")
 
-    def _schedule(self, session, moment: datetime, instance_id: int | None) -> None:
-        """Give every new open task of the instance (if the command touched one) its moment to be done."""
+    def _schedule(self, session, moment: datetime, instance_id: int | None) -> datetime | None:
+        """Give every new open task of the instance (if the command touched one) its moment to be done;
+        return when the worker next has something to do."""
         if instance_id is None:
-            return
+            return store.earliest_due(session)
         profile, _ = self.profiles[instance_id]
         for task_id, name in store.active_task_names(session, instance_id):
             if task_id in self.scheduled:
@@ -273,21 +290,22 @@ class _Simulation:
             if name == "confirm_satisfaction" and profile.silent:
                 continue  # the customer never answers: the complaint stays open and ages
             self.push(_office_hours(moment + _delay(name, self.rng), self.rng), "step", task_id)
+        return store.earliest_due(session)
 
 
-def generate(db: Database, months: int, now: datetime, org_file: Path, processes_dir: Path, seed: int = 1,
-             per_week: float = 4.0) -> Summary:
+def generate(db: Database, months: int, now: datetime, org_file: Path, calendar_file: Path, processes_dir: Path,
+             seed: int = 1, per_week: float = 4.0) -> Summary:
     """Fill an empty database with ``months`` of complaint handling ending at ``now``, ``per_week`` complaints a week.
 
-    Loads the organisation and deploys the procedures as of the start. Refuses a database that
-    already holds complaints (the sample would mix with real history).
+    Loads the organisation and the business calendar and deploys the procedures as of the start.
+    Refuses a database that already holds instances (the sample would mix with real history).
     """
     start = add_months(now, -months)
     existing = db.run(lambda s: store.list_instances(s, limit=1))
     if existing:
         raise InvalidTransition(f"cannot generate sample history: the database already has instances "
                                 f"(newest: {existing[0].id}); use an empty database")
-    demo.prepare(db, org_file, processes_dir, start)
+    demo.prepare(db, org_file, calendar_file, processes_dir, start)
     rng = random.Random(seed)
     simulation = _Simulation(db, rng, now)
     for number, moment in enumerate(_arrivals(start, now, per_week, rng), start=1):

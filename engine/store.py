@@ -381,6 +381,11 @@ def claim_due_instances(session: Session, now: datetime, limit: int) -> list[Ins
         .limit(limit).with_for_update(skip_locked=True, of=InstanceRow).execution_options(populate_existing=True)))
 
 
+def earliest_due(session: Session) -> datetime | None:
+    """When the earliest waiting timer or escalation of any instance falls due; None when nothing waits."""
+    return session.scalar(select(func.min(InstanceRow.next_due_at)))
+
+
 def list_due_instances(session: Session, limit: int = 500) -> list[InstanceRow]:
     """Instances that have work coming (a waiting timer or an escalation), next due first."""
     return list(session.scalars(select(InstanceRow).where(InstanceRow.next_due_at.is_not(None))
@@ -618,10 +623,9 @@ def instance_events_before(session: Session, until: datetime) -> list[tuple[Even
     return [(row, process_key, business_key) for row, process_key, business_key in session.execute(query)]
 
 
-def task_routing(session: Session) -> dict[int, tuple[str, datetime | None]]:
-    """For every human task: the process its user task belongs to and its due time (None when it has none)."""
-    return {task_id: (process, due_at)
-            for task_id, process, due_at in session.execute(select(TaskRow.id, TaskRow.process, TaskRow.due_at))}
+def task_processes(session: Session) -> dict[int, str]:
+    """For every human task: the process its user task belongs to (a called process's, for a task inside one)."""
+    return {task_id: process for task_id, process in session.execute(select(TaskRow.id, TaskRow.process))}
 
 
 def definition_in_force(session: Session, process_key: str, at: datetime) -> DefinitionRow | None:

@@ -29,7 +29,8 @@ def generated(tmp_path_factory):
     db.create_schema()
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(signatures, "_HASHER", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
-        summary = sample_history.generate(db, 6, END, ORG_FILE, ROOT / "processes", seed=7, per_week=1.6)
+        summary = sample_history.generate(db, 6, END, ORG_FILE, ROOT / "calendar.yaml", ROOT / "processes", seed=7,
+                                          per_week=1.6)
     histories = db.run(lambda s: {i.id: (i, audit.history(s, i.id)) for i in store.list_instances(s, limit=10000)})
     db.dispose()
     return url, summary, histories
@@ -136,11 +137,11 @@ def test_closure_time_matches(generated, report):
 
 def test_quality_notice_matches(generated, report):
     items = []
-    for _, started, settings, _, events in _complaints(generated):
+    for _, started, _, _, events in _complaints(generated):
         reviews = _created(events, "quality_review")
         if reviews and _in_november(reviews[0].at):
-            items.append((_hours(started.at, reviews[0].at),
-                           reviews[0].at <= started.at + timedelta(hours=settings["quality_notice_hours"])))
+            due = datetime.fromisoformat(_created(events, "intake")[0].data["due"])
+            items.append((_hours(started.at, reviews[0].at), reviews[0].at <= due))
     expected = _count_on_time(items)
     assert {k: report["quality_notice"]["stats"][k] for k in expected} == expected
 
@@ -197,6 +198,18 @@ def test_satisfaction_matches(generated, report):
     assert figure["value"] == round(statistics.fmean(scores), 2)
     assert (figure["stats"]["responses"], figure["stats"]["asked"], figure["stats"]["answered"]) == (
         len(scores), asked, answered)
+
+
+def test_steps_on_time_and_escalations_match(generated, report):
+    steps, escalated = [], 0
+    for _, _, _, _, events in _complaints(generated):
+        due = {e.task_id: datetime.fromisoformat(e.data["due"]) for e in events
+               if e.kind == "task_created" and "due" in e.data}
+        steps += [e.at <= due[e.task_id] for e in events
+                  if e.kind == "task_completed" and e.task_id in due and _in_november(e.at)]
+        escalated += sum(1 for e in events if e.kind == "task_escalated" and _in_november(e.at))
+    assert report["on_time_tasks"]["stats"] == {"count": len(steps), "on_time": sum(steps)}
+    assert report["escalations"]["value"] == escalated > 0
 
 
 def test_overdue_complaints_match(generated, report):
