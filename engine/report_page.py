@@ -9,8 +9,9 @@ misses are marked red. The page prints on A4 (the browser's "Save as PDF" makes 
 
 import html
 import io
+import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, tzinfo
 from typing import Any
 
@@ -22,8 +23,13 @@ from matplotlib.patches import Patch
 from .kpis import Figure
 from .reports import Report
 
+# Text stays text in the SVG (the browser draws it); Chinese labels are measured with a CJK font when one
+# is installed, and only approximately otherwise, which is all the layout needs.
 matplotlib.rcParams.update({"svg.fonttype": "none", "svg.hashsalt": "qproc", "font.size": 10,
-                            "font.family": "sans-serif", "axes.spines.top": False, "axes.spines.right": False})
+                            "font.family": "sans-serif",
+                            "font.sans-serif": ["DejaVu Sans", "Noto Sans CJK SC", "Source Han Sans SC",
+                                                "WenQuanYi Zen Hei", "Microsoft YaHei", "Droid Sans Fallback"],
+                            "axes.spines.top": False, "axes.spines.right": False})
 BLUE, ORANGE, GREY, RED, GREEN = "#2f6db5", "#e08a1e", "#8a8f98", "#c62828", "#2e7d32"
 ROWS_SHOWN_OPEN = 0  # drill-down lists start folded; the summary line says how many items they hold
 
@@ -34,6 +40,7 @@ class _Cells:
 
     tz: tzinfo | None
     link: str | None = None
+    departments: dict[str, str] = field(default_factory=dict)  # key → printed name
 
 
 def render(report: Report, unfolded: bool = False, link: str | None = None) -> str:
@@ -43,7 +50,7 @@ def render(report: Report, unfolded: bool = False, link: str | None = None) -> s
     each instance number a link, ``{id}`` standing for it (e.g. ``http://qproc.local/instances/{id}``
     for the web application's instance page).
     """
-    cells = _Cells(report.period.start.tzinfo, link)
+    cells = _Cells(report.period.start.tzinfo, link, report.source.get("departments", {}))
     figures = {f.key: f for f in report.figures}
     body = [_header(report), _scorecard(report)]
     for title, keys, charts in _sections(report):
@@ -79,7 +86,7 @@ def _sections(report: Report) -> list[tuple[str, list[str], list[Callable[[], st
                                 ("closure_on_time", "closed on time", ORANGE)],
                                unit="share", lines=[(targets.get("target_on_time_share"), "target", GREY)])]),
         ("Steps on time by department 各部门及时率", ["on_time_tasks", "escalations"],
-         [lambda: _department_chart(figure("on_time_tasks"))]),
+         [lambda: _department_chart(figure("on_time_tasks"), report.source.get("departments", {}))]),
         ("Corrective and preventive action 纠正预防措施", ["capa_on_time", "capa_effectiveness"],
          [lambda: _trend_chart("CAPAs effective at first verification, per month", trend,
                                [("capa_effective_first_time", "effective first time", GREEN)], unit="share")]),
@@ -199,6 +206,8 @@ def _cell(column: str, value: Any, cells: _Cells) -> str:
     if column in ("instance", "earlier") and value is not None:
         ids = value if isinstance(value, list) else [value]
         return "<td>" + ", ".join(_instance(i, cells.link) for i in ids) + "</td>"
+    if column == "department":
+        return f"<td>{_e(cells.departments.get(value, value))}</td>"
     if isinstance(value, bool):
         return f"<td>{'yes' if value else 'no'}</td>"
     if isinstance(value, datetime):
@@ -231,7 +240,9 @@ def _e(text: str) -> str:
 
 def _svg(canvas: Canvas, caption: str) -> str:
     buffer = io.StringIO()
-    canvas.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None})
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Glyph .* missing from font")
+        canvas.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None})
     svg = buffer.getvalue()
     return f"<figure>{svg[svg.index('<svg'):]}<figcaption>{_e(caption)}</figcaption></figure>"
 
@@ -274,22 +285,23 @@ def _trend_table(trend: list[dict], series: list[tuple[str, str, str]], unit: st
     return f"<details><summary>Data behind the chart (by month)</summary>{_table(rows, _Cells(None))}</details>"
 
 
-def _department_chart(f: Figure) -> str:
+def _department_chart(f: Figure, names: dict[str, str]) -> str:
     rows = f.tables.get("by department") or []
     if not rows:
         return ("<p class='empty'>No step completed in this period carries a due time, so on-time rates cannot be "
                 "measured yet. Due times come from the procedures' deadlines.</p>")
     canvas, ax = _canvas(0.8 + 0.4 * len(rows))
-    names = [r["department"] for r in rows]
+    labels = [names.get(r["department"], r["department"]) for r in rows]
     shares = [r["share"] or 0 for r in rows]
     colours = [RED if f.target is not None and s < f.target else BLUE for s in shares]
-    ax.barh(names, shares, color=colours)
+    ax.barh(labels, shares, color=colours)
     for y, row in enumerate(rows):
         ax.text(row["share"] or 0, y, f" {row['share']:.0%} ({row['on_time']}/{row['count']})", va="center", fontsize=8)
     if f.target is not None:
         ax.axvline(f.target, color=GREY, linestyle="--", linewidth=1, label=f"target {f.target:.0%}")
         ax.legend(frameon=False, fontsize=8, loc="lower right")
-    ax.set_xlim(0, 1.25)
+    ax.set_xlim(0, 1.25)  # room for the labels right of the bars
+    ax.set_xticks([0, 0.2, 0.4, 0.6, 0.8, 1.0])
     ax.xaxis.set_major_formatter(ticker.PercentFormatter(1.0))
     ax.invert_yaxis()
     ax.set_title("Steps completed by their due time, by department", loc="left")

@@ -87,8 +87,15 @@ def _build(session: Session, kind: str, title: str, period: Period, now: datetim
     as_of = min(period.end, now)
     history = kpis.read_history(session, as_of, period.start.tzinfo)
     return Report(kind=kind, title=title, period=period, as_of=as_of, time_zone=str(period.start.tzinfo),
-                  figures=kpis.compute(history, period), trend=trend(history, months), source=_source(history),
+                  figures=kpis.compute(history, period), trend=trend(history, months),
+                  source={**_source(history), "departments": _department_names(session)},
                   definitions=[{"key": k.key, "title": k.title, "definition": k.definition} for k in kpis.KPIS])
+
+
+def _department_names(session: Session) -> dict[str, str]:
+    """Department key → printed name (``sales`` → ``Sales 销售部``) in the organisation in force."""
+    row = store.current_organisation(session)
+    return {d.key: d.label for d in Organisation.from_dict(row.content).departments.values()} if row else {}
 
 
 def trend(history: History, months: list[Period]) -> list[dict[str, Any]]:

@@ -64,7 +64,7 @@ DELAYS = {"intake": (0.4, 0.5), "approve_proceed": (0.7, 0.6), "quality_review":
           "explain_to_customer": (16, 0.6), "cause_analysis": (28, 0.6), "approve_capa": (8, 0.7),
           "implement_capa": (70, 0.5), "verify_effectiveness": (36, 0.5), "final_disposition": (8, 0.6),
           "countersign_engineering": (7, 0.6), "countersign_rnd": (9, 0.6), "handle_delivery": (20, 0.6),
-          "reply_customer": (8, 0.6), "confirm_satisfaction": (48, 0.6)}
+          "reply_customer": (5, 0.6), "confirm_satisfaction": (48, 0.6)}
 SLOW_SHARE, SLOW_FACTOR = 0.08, 4.0
 WORKER_POLL = timedelta(minutes=1)
 
