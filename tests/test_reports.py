@@ -230,6 +230,7 @@ def test_html_report_holds_charts_tables_and_the_instances_behind_them(generated
     first = report["response_time"]["rows"][0]["instance"]
     assert f"title='qproc show {first}'" in page
     assert "<td class='miss'>missed</td>" in page or "<td class='met'>met</td>" in page
+    assert "<td>Sales 销售部</td>" in page  # departments named as the organisation names them
 
 
 def test_review_report_covers_the_year_by_month(generated):
