@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from cli import BROWSERS, main
 from conftest import ORG_FILE, ROOT
-from engine import audit, sample_history, signatures, store
+from engine import audit, credentials, sample_history, store
 from engine.store import Database
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -28,7 +28,7 @@ def generated(tmp_path_factory):
     db = Database(url)
     db.create_schema()
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(signatures, "_HASHER", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
+        patch.setattr(credentials, "_HASHER", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
         summary = sample_history.generate(db, 6, END, ORG_FILE, ROOT / "calendar.yaml", ROOT / "processes", seed=7,
                                           per_week=1.6)
     histories = db.run(lambda s: {i.id: (i, audit.history(s, i.id)) for i in store.list_instances(s, limit=10000)})
