@@ -66,3 +66,11 @@ class Refusal(Forbidden):
         self.at = at
         self.details = {**details, "reason": message}
         super().__init__(message)
+
+
+class SchemaVersionError(EngineError):
+    """The database's schema is not the one this qproc needs (missing, behind or ahead); says what to run."""
+
+
+class DatabaseUnavailable(EngineError):
+    """The database refused the connection or went away mid-command; says whether anything may have changed."""

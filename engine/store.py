@@ -3,27 +3,35 @@
 Writes take a :class:`Session` and never commit: the caller owns the transaction, and
 :meth:`Database.run` gives each command exactly one (retried when an optimistic-lock conflict
 shows another writer changed the same instance in between). SQLite is the embedded default
-(WAL, foreign keys on, ``BEGIN IMMEDIATE`` so writers queue instead of failing); any SQLAlchemy
-URL works, PostgreSQL through psycopg 3.
+(WAL, foreign keys on, ``BEGIN IMMEDIATE`` so writers queue instead of failing); PostgreSQL is
+reached through psycopg 3 (``postgresql+psycopg://``) at its default READ COMMITTED isolation,
+where the revision check on every instance UPDATE is what catches a concurrent change.
+
+The schema is created and upgraded by the Alembic migrations in ``engine/migrations``
+(:meth:`Database.upgrade`); a database whose schema is not the one this code was written for is
+refused before any command runs.
 """
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any, TypeVar
 
 from sqlalchemy import (JSON, DateTime, ForeignKey, Index, Integer, String, Text, TypeDecorator,
-                        UniqueConstraint, create_engine, event, func, or_, select)
-from sqlalchemy.engine import Engine
+                        UniqueConstraint, create_engine, event, func, inspect, or_, select, text)
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import (DeclarativeBase, Mapped, Session, mapped_column, relationship, selectinload, sessionmaker,
                             undefer_group)
 from sqlalchemy.orm.exc import StaleDataError
 
-from .errors import ConcurrentUpdate, NotFound
+from .errors import ConcurrentUpdate, DatabaseUnavailable, NotFound, SchemaVersionError
 
 DEFAULT_URL = "sqlite:///qproc.db"
 SQLITE_SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
+SCHEMA_REVISION = "0002"  # the newest migration in engine/migrations/versions: the schema this code needs
 T = TypeVar("T")
 _AFTER_COMMIT = "qproc_after_commit"
 _MEMO = "qproc_memo"
@@ -148,7 +156,9 @@ class EventRow(Base):
     """One history event. Rows are only ever inserted; ``hash`` chains each to its predecessor."""
 
     __tablename__ = "events"
-    __table_args__ = (UniqueConstraint("instance_id", "seq"),)
+    __table_args__ = (UniqueConstraint("instance_id", "seq"),
+                      Index("uq_events_system_seq", "seq", unique=True, sqlite_where=text("instance_id IS NULL"),
+                            postgresql_where=text("instance_id IS NULL")))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     instance_id: Mapped[int | None] = mapped_column(ForeignKey("instances.id"))
@@ -227,7 +237,7 @@ def _json_dumps(value: Any) -> str:
 
 
 class Database:
-    """A database URL opened for qproc: engine, session factory, schema, one transaction per command.
+    """A database URL opened for qproc: engine, session factory, schema version, one transaction per command.
 
     ``sqlite_synchronous`` (SQLite only; default ``QPROC_SQLITE_SYNCHRONOUS`` or NORMAL) is SQLite's
     ``synchronous`` pragma: with WAL, NORMAL may lose the last commits on power loss but never
@@ -242,32 +252,127 @@ class Database:
         self.engine = _make_engine(self.url, synchronous)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._memo: dict = {}
+        self._schema_checked = False
 
-    def create_schema(self) -> None:
-        """Create any missing tables (an existing database keeps its data)."""
-        Base.metadata.create_all(self.engine)
+    @property
+    def name(self) -> str:
+        """The URL without its password, for messages."""
+        return self.engine.url.render_as_string(hide_password=True)
 
-    def run(self, work: Callable[[Session], T], retries: int = 3) -> T:
+    def upgrade(self) -> tuple[str | None, str]:
+        """Create or upgrade the schema to the newest migration in one transaction; returns (before, after).
+
+        Concurrent upgrades wait for each other (SQLite's write lock; an advisory lock on PostgreSQL).
+        A database holding other tables, or migrated by a newer qproc, is refused untouched.
+        """
+        from . import schema  # Alembic takes ~0.3 s to import: only the commands that migrate pay for it
+
+        with self._unavailable("nothing was changed"), self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _UPGRADE_LOCK})
+            before = _revision(conn)
+            if (before is None and inspect(conn).get_table_names()) or (before and not schema.is_known(before)):
+                raise SchemaVersionError(self._schema_problem(before, conn))
+            schema.upgrade(conn)
+            return before, _revision(conn)
+
+    def schema_status(self) -> tuple[str | None, str | None]:
+        """The migration the database's schema is at (None: it has none) and, unless that is the one this code
+        needs, what is wrong with it and what to run."""
+        with self._unavailable("nothing was changed"), self.engine.connect() as conn:
+            revision = _revision(conn)
+            return revision, None if revision == SCHEMA_REVISION else self._schema_problem(revision, conn)
+
+    def require_current_schema(self) -> None:
+        """Refuse (SchemaVersionError, saying what to run) a database whose schema is not the one this code needs.
+
+        A new, empty SQLite database is created on the spot instead, so a newcomer's first command needs no
+        set-up; a server database is only ever created or upgraded by an explicit ``qproc db upgrade``.
+        """
+        revision, problem = self.schema_status()
+        if problem is None:
+            return
+        if revision is None and self.engine.dialect.name == "sqlite":
+            with self.engine.connect() as conn:
+                empty = not inspect(conn).get_table_names()
+            if empty:
+                self.upgrade()
+                return
+        raise SchemaVersionError(problem)
+
+    def _schema_problem(self, revision: str | None, conn: Connection) -> str:
+        if revision is None:
+            if inspect(conn).get_table_names():
+                return f"database {self.name} holds tables but no qproc schema revision: it is not a qproc database"
+            return f"database {self.name} has no qproc tables yet: run 'qproc db upgrade' to create them"
+        from . import schema  # only on this error path: see upgrade()
+
+        if not schema.is_known(revision):
+            return (f"database {self.name} is at schema revision {revision}, which this qproc does not know "
+                    f"(it needs {SCHEMA_REVISION}): a newer qproc upgraded it; run that version")
+        return (f"database {self.name} is at schema revision {revision}, this qproc needs {SCHEMA_REVISION}: "
+                f"back it up, then run 'qproc db upgrade'")
+
+    def run(self, work: Callable[[Session], T], retries: int = 5) -> T:
         """Run ``work(session)`` in one transaction and commit; roll back everything if it raises.
 
-        When another writer changed the same instance meanwhile (optimistic lock), the whole
-        command is retried from a fresh read up to ``retries`` times, then ConcurrentUpdate is raised.
+        When another writer changed the same instance meanwhile (the revision check failed) or inserted
+        the same unique row first, the whole command runs again on a fresh transaction, so it re-reads
+        what the other writer committed; ``work`` must therefore change nothing outside the session.
+        After ``retries`` such collisions in a row it gives up with ConcurrentUpdate. A lost or refused
+        connection raises DatabaseUnavailable, saying whether the command may have taken effect.
         """
-        for _ in range(retries + 1):
+        if not self._schema_checked:
+            self.require_current_schema()
+            self._schema_checked = True
+        for attempt in range(retries + 1):
+            last = attempt == retries
             try:
-                with self._sessions(info={_MEMO: self._memo}) as session:
-                    with session.begin():
-                        result = work(session)
-                    for callback in session.info.pop(_AFTER_COMMIT, ()):
-                        callback()
-                    return result
+                return self._attempt(work)
             except StaleDataError:
-                continue
-        raise ConcurrentUpdate("the instance was changed by someone else meanwhile; reload and try again")
+                if last:
+                    raise ConcurrentUpdate(f"gave up after {retries + 1} attempts: each time another command "
+                                           f"changed the same instance first; nothing was changed, try again") from None
+            except IntegrityError as err:
+                if last or not _is_unique_violation(err):
+                    raise
+
+    def _attempt(self, work: Callable[[Session], T]) -> T:
+        with self._sessions(info={_MEMO: self._memo}) as session:
+            with self._unavailable("nothing was changed"):
+                result = work(session)
+                session.flush()
+            with self._unavailable("the connection was lost while committing: check whether the command "
+                                   "took effect before repeating it"):
+                session.commit()
+            for callback in session.info.pop(_AFTER_COMMIT, ()):
+                callback()
+            return result
+
+    @contextmanager
+    def _unavailable(self, outcome: str) -> Iterator[None]:
+        try:
+            yield
+        except OperationalError as err:
+            reason = str(err.orig).strip().splitlines()[0] if err.orig is not None else str(err)
+            raise DatabaseUnavailable(f"database {self.name} is unavailable ({reason}); {outcome}") from None
 
     def dispose(self) -> None:
         """Close every pooled connection."""
         self.engine.dispose()
+
+
+_UPGRADE_LOCK = 0x71707263  # "qprc": the advisory lock key PostgreSQL upgrades take
+
+
+def _revision(conn: Connection) -> str | None:
+    if not inspect(conn).has_table("alembic_version"):
+        return None
+    return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+
+
+def _is_unique_violation(err: IntegrityError) -> bool:
+    return getattr(err.orig, "sqlstate", None) == "23505" or "UNIQUE constraint failed" in str(err.orig)
 
 
 def memo(session: Session) -> dict:
@@ -285,7 +390,7 @@ def after_commit(session: Session, callback: Callable[[], None]) -> None:
 
 def _make_engine(url: str, synchronous: str) -> Engine:
     if not url.startswith("sqlite"):
-        return create_engine(url, json_serializer=_json_dumps)
+        return create_engine(url, json_serializer=_json_dumps, pool_pre_ping=True)
     engine = create_engine(url, json_serializer=_json_dumps, connect_args={"timeout": 30})
 
     @event.listens_for(engine, "connect")
