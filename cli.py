@@ -68,8 +68,13 @@ class Context:
         A refusal the history must keep (separation of duties, a wrong signature password) is
         recorded by ``engine.audit.run`` in a transaction of its own before the error is shown.
         """
+        return self.call(engine.audit.run, self.db, work)
+
+    @staticmethod
+    def call(function, *args):
+        """Call an engine function; engine errors become a message and exit code 1."""
         try:
-            return engine.audit.run(self.db, work)
+            return function(*args)
         except EngineError as err:
             raise click.ClickException(str(err)) from None
 
@@ -94,7 +99,6 @@ pass_ctx = click.make_pass_decorator(Context)
 def main(ctx: click.Context, db: str | None, actor: str | None, now: str | None) -> None:
     """qproc runs ISO 9001 quality procedures (BPMN 2.0) with department inboxes and a full history."""
     context = Context(db, actor, now)
-    context.db.create_schema()
     ctx.obj = context
     ctx.call_on_close(context.db.dispose)
 
@@ -148,7 +152,7 @@ def _task_json(task, now: datetime | None = None) -> dict[str, Any]:
              "assignee": task.assignee, "created_at": _iso(task.created_at), "due_at": _iso(task.due_at),
              "completed_at": _iso(task.completed_at), "completed_by": task.completed_by, "data": task.data,
              "escalated_to": task.escalated_to, "escalation_level": task.escalation_level,
-             "escalation_reason": task.escalation_reason}
+             "escalation_reason": task.escalation_reason, "revision": task.instance.revision}
     if now is not None:
         found["overdue"] = _is_overdue(task, now)
     return found
@@ -184,6 +188,38 @@ def print_history(instance_id: int, events: list) -> None:
 
 
 # --- commands --------------------------------------------------------------------------------
+
+@main.group("db")
+def db_group() -> None:
+    """The database schema: create or upgrade it, see where it stands."""
+
+
+@db_group.command("upgrade")
+@pass_ctx
+def db_upgrade(ctx: Context) -> None:
+    """Create the tables in an empty database, or bring them to the schema this qproc needs.
+
+    One transaction: it applies every missing migration or nothing. Back up a database in use first and
+    run it from one place while workers are stopped; a new SQLite database needs no upgrade (it is
+    created by the first command).
+    """
+    before, after = ctx.call(ctx.db.upgrade)
+    if before == after:
+        click.echo(f"{ctx.db.name}: already at schema revision {after}; nothing to do.")
+    else:
+        click.echo(f"{ctx.db.name}: upgraded from {f'revision {before}' if before else 'empty'} "
+                   f"to schema revision {after}.")
+
+
+@db_group.command("current")
+@pass_ctx
+def db_current(ctx: Context) -> None:
+    """Say which schema revision the database is at; exit 1, saying what to run, when qproc cannot use it."""
+    revision, problem = ctx.call(ctx.db.schema_status)
+    if problem:
+        raise click.ClickException(problem)
+    click.echo(f"{ctx.db.name}: schema revision {revision}, the one this qproc needs.")
+
 
 @main.group()
 def org() -> None:
@@ -344,7 +380,8 @@ def show_task(ctx: Context, task_id: int, as_json: bool, lang: str) -> None:
         return
     click.echo(f"Task {task.id}: {task.title}  [{task.status}]")
     click.echo(f"Instance {task.instance_id} ({task.instance.process_key}"
-               + (f", key {task.instance.business_key}" if task.instance.business_key else "") + ")")
+               + (f", key {task.instance.business_key}" if task.instance.business_key else "")
+               + f", revision {task.instance.revision})")
     click.echo(f"Department: {task.department}" + (" — needs the head" if task.role else "")
                + (f"; claimed by {task.assignee}" if task.assignee else ""))
     if view.rules.signature:
@@ -360,7 +397,7 @@ def show_task(ctx: Context, task_id: int, as_json: bool, lang: str) -> None:
                      f.help.get(lang) or f.help.get("en", "")])
     _table(f"Form {form.key}: {form.title.get(lang) or form.title.get('en', '')}",
            ["field", "label", "required", "type / choices", "help"], rows)
-    click.echo(f"Complete it with: qproc complete {task.id} --set FIELD=VALUE ...")
+    click.echo(f"Complete it with: qproc complete {task.id} --revision {task.instance.revision} --set FIELD=VALUE ...")
 
 
 @main.command()
@@ -400,9 +437,11 @@ PASSWORD_FILE = click.option("--password-file", type=click.Path(exists=True, dir
               help="JSON or YAML file with the form's fields.")
 @click.option("--set", "pairs", multiple=True, metavar="FIELD=VALUE", help="A form field (repeatable).")
 @PASSWORD_FILE
+@click.option("--revision", "expected_revision", type=int,
+              help="Refuse if the instance changed since you read it at this revision (qproc task / show print it).")
 @pass_ctx
 def complete(ctx: Context, task_id: int, data_file: Path | None, pairs: tuple[str, ...],
-             password_file: Path | None) -> None:
+             password_file: Path | None, expected_revision: int | None) -> None:
     """Submit a task's form and move the procedure on.
 
     A task that needs an electronic signature asks for your password (hidden), or reads it from
@@ -413,7 +452,8 @@ def complete(ctx: Context, task_id: int, data_file: Path | None, pairs: tuple[st
     password = _password(password_file, f"Password of {ctx.actor} to sign") if meaning else None
 
     def work(session):
-        task = engine.complete(session, task_id, ctx.actor, ctx.now, data, password=password)
+        task = engine.complete(session, task_id, ctx.actor, ctx.now, data, password=password,
+                               expected_revision=expected_revision)
         return task, engine.store.tasks_of_instance(session, task.instance_id, engine.ACTIVE_TASK)
 
     task, open_tasks = ctx.run(work)
@@ -439,10 +479,12 @@ def correct(ctx: Context, task_id: int, pairs: tuple[str, ...], reason: str) -> 
 @main.command()
 @click.argument("instance_id", type=int)
 @click.option("--reason", required=True, help="Why the instance is stopped (recorded).")
+@click.option("--revision", "expected_revision", type=int,
+              help="Refuse if the instance changed since you read it at this revision (qproc task / show print it).")
 @pass_ctx
-def cancel(ctx: Context, instance_id: int, reason: str) -> None:
+def cancel(ctx: Context, instance_id: int, reason: str, expected_revision: int | None) -> None:
     """Cancel a running instance and withdraw its open tasks."""
-    ctx.run(lambda s: engine.cancel(s, instance_id, ctx.actor, ctx.now, reason))
+    ctx.run(lambda s: engine.cancel(s, instance_id, ctx.actor, ctx.now, reason, expected_revision=expected_revision))
     click.echo(f"Instance {instance_id} is cancelled.")
 
 
@@ -476,7 +518,8 @@ def show(ctx: Context, instance_id: int, as_json: bool) -> None:
         _echo_json({**_instance_json(instance), "tasks": [_task_json(t) for t in all_tasks], "data": data})
         return
     click.echo(f"Instance {instance.id}: {instance.definition.name} v{instance.definition.version}"
-               + (f", key {instance.business_key}" if instance.business_key else "") + f"  [{instance.status}]")
+               + (f", key {instance.business_key}" if instance.business_key else "")
+               + f"  [{instance.status}, revision {instance.revision}]")
     click.echo(f"Started by {instance.started_by} at {_time(instance.started_at)}"
                + (f"; ended {_time(instance.ended_at)}" if instance.ended_at else ""))
     _table("Tasks", ["id", "task", "department", "status", "assignee / by", "created", "completed"],

@@ -124,17 +124,18 @@ def run_scenario(db: Database, scenario: Scenario, now: datetime) -> int:
         def step(session):
             open_tasks = store.tasks_of_instance(session, instance_id, runtime.ACTIVE_TASK)
             if not open_tasks:
-                return False
+                return None
             task = open_tasks[0]
-            queue = answers.get(task.name)
-            if not queue:
+            if not answers.get(task.name):
                 raise EngineError(f"demo scenario '{scenario.title}' has no answer for task '{task.name}'")
             actor = _actor(runtime.organisation(session), task.department, task.role)
             password = signing_password(session, actor, clock) if runtime.rules_of(task).signature else None
-            runtime.complete(session, task.id, actor, clock, queue.pop(0) if len(queue) > 1 else queue[0],
-                             password=password)
-            return True
+            runtime.complete(session, task.id, actor, clock, answers[task.name][0], password=password)
+            return task.name
 
-        if not db.run(step):
+        answered = db.run(step)
+        if answered is None:
             return instance_id
+        if len(answers[answered]) > 1:  # consumed only once committed: a retried step must give the same answer
+            answers[answered].pop(0)
     raise EngineError(f"demo scenario '{scenario.title}' did not finish in {_MAX_STEPS} steps")

@@ -29,7 +29,8 @@ from .audit import EventKind
 from .calendars import BusinessCalendar, DurationError
 from .definitions import Definition, UserTaskInfo
 from .directory import Organisation
-from .errors import DefinitionError, EngineError, ExpressionError, Forbidden, InvalidTransition, NotFound, Refusal
+from .errors import (ConcurrentUpdate, DefinitionError, EngineError, ExpressionError, Forbidden, InvalidTransition,
+                     NotFound, Refusal)
 from .sandbox import make_script_engine
 from .store import CalendarRow, DefinitionRow, InstanceRow, OrganisationRow, ScheduleRow, TaskRow
 
@@ -641,6 +642,16 @@ def unclaim(session: Session, task_id: int, actor: str, now: datetime) -> TaskRo
     return task
 
 
+def _check_revision(session: Session, instance: InstanceRow, expected: int | None) -> None:
+    """Refuse an action the user chose from an instance they read before someone else changed it."""
+    if expected is None or instance.revision == expected:
+        return
+    last = store.events_of(session, instance.id)[-1]
+    raise ConcurrentUpdate(f"instance {instance.id} was changed by someone else since you read it (revision "
+                           f"{expected}, now {instance.revision}; last change: {last.kind} by {last.actor} at "
+                           f"{last.at:%Y-%m-%d %H:%M}): reload it and try again")
+
+
 def _touch(instance: InstanceRow, now: datetime) -> None:
     # Any change to an instance's tasks bumps its revision, so two users racing on one task collide.
     instance.updated_at = now
@@ -676,7 +687,7 @@ def _completable_task(session: Session, task_id: int, actor: str, now: datetime)
 
 
 def complete(session: Session, task_id: int, actor: str, now: datetime, data: dict[str, Any],
-             password: str | None = None) -> TaskRow:
+             password: str | None = None, expected_revision: int | None = None) -> TaskRow:
     """Submit a task's form: validate it, complete the task, run the engine to the next wait.
 
     The actor must belong to the task's department (and head it when the task needs the head), or
@@ -684,9 +695,11 @@ def complete(session: Session, task_id: int, actor: str, now: datetime, data: di
     anyone but them or its escalated owner; the actor must not have done a task the procedure
     separates from this one. A task that needs a signature takes the actor's password and records
     their signature bound to this completion. Timers that fell due before ``now`` fire first: if
-    one of them withdrew this task, the completion is refused.
+    one of them withdrew this task, the completion is refused. With ``expected_revision``
+    (the instance revision the user saw) a change by anyone since is refused with ConcurrentUpdate.
     """
     task = _completable_task(session, task_id, actor, now)
+    _check_revision(session, task.instance, expected_revision)
     org = organisation(session)
     instance = task.instance
     definition, workflow = _workflow_to_change(session, instance)
@@ -718,9 +731,14 @@ def complete(session: Session, task_id: int, actor: str, now: datetime, data: di
     return task
 
 
-def cancel(session: Session, instance_id: int, actor: str, now: datetime, reason: str) -> InstanceRow:
-    """Stop a running instance and withdraw its open tasks (its starter or any department head may)."""
+def cancel(session: Session, instance_id: int, actor: str, now: datetime, reason: str,
+           expected_revision: int | None = None) -> InstanceRow:
+    """Stop a running instance and withdraw its open tasks (its starter or any department head may).
+
+    With ``expected_revision`` (the revision the user saw) a change by anyone since is refused with ConcurrentUpdate.
+    """
     instance = store.get_instance(session, instance_id)
+    _check_revision(session, instance, expected_revision)
     org = organisation(session)
     org.user(actor)
     if actor != instance.started_by and not org.is_head(actor):
