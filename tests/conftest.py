@@ -1,11 +1,22 @@
-"""Shared fixtures: a real SQLite database per test, the shipped organisation, deployed fixtures."""
+"""Shared fixtures: a real database per test on each backend, the shipped organisation, deployed fixtures.
 
+Every test that uses a database runs twice, ``[sqlite]`` on a new file in tmp_path and ``[postgresql]`` in
+a new schema of the PostgreSQL server at QPROC_TEST_POSTGRESQL (default: the local test server), dropped
+afterwards. Without that server the PostgreSQL runs are skipped, except under CI (CI=true), where they fail.
+"""
+
+import os
+import shutil
+import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from argon2 import PasswordHasher
-from sqlalchemy import inspect, text
+from sqlalchemy import create_engine, inspect, text
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.sql import Executable
 
 from engine import credentials, runtime, store
 from engine.store import Database
@@ -15,6 +26,32 @@ FIXTURES = Path(__file__).resolve().parent
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=timezone.utc)
 ORG_FILE = ROOT / "org.yaml"
 CALENDAR_FILE = ROOT / "calendar.yaml"
+POSTGRESQL = os.environ.get("QPROC_TEST_POSTGRESQL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+postgresql_only = pytest.mark.parametrize("backend", ["postgresql"])  # what only PostgreSQL has or does
+sqlite_only = pytest.mark.parametrize("backend", ["sqlite"])
+
+
+@pytest.fixture(scope="session")
+def postgresql_server():
+    """An autocommit engine on the test PostgreSQL server, to create and drop the tests' schemas."""
+    server = create_engine(POSTGRESQL, isolation_level="AUTOCOMMIT")
+    try:
+        with server.connect():
+            pass
+    except OperationalError as err:
+        message = f"PostgreSQL is not reachable at {POSTGRESQL} ({str(err.orig).splitlines()[0]})"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{message}: CI must run every test on PostgreSQL", pytrace=False)
+        pytest.skip(f"{message}: start it or set QPROC_TEST_POSTGRESQL to run the [postgresql] tests")
+    yield server
+    server.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request) -> str:
+    """The database backend a test runs on; every database test runs on both."""
+    return request.param
 
 
 @pytest.fixture(autouse=True)
@@ -25,10 +62,44 @@ def cheap_password_hashing(monkeypatch):
 
 
 @pytest.fixture
-def db(tmp_path):
-    """A fresh SQLite database file with the schema created."""
-    database = Database(f"sqlite:///{tmp_path / 'qproc.db'}")
-    database.create_schema()
+def empty_url(backend, tmp_path, request):
+    """The URL of an empty database of the test's backend: a new SQLite file, or a new PostgreSQL schema.
+
+    The schema is named for nothing but a random id (tests run in parallel) and dropped afterwards, after
+    ending any connection a test's child process left behind (they carry the schema as application name).
+    """
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_path / 'qproc.db'}"
+        return
+    server = request.getfixturevalue("postgresql_server")
+    schema = f"qproc_test_{uuid.uuid4().hex[:16]}"
+    with server.connect() as conn:
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    yield f"{POSTGRESQL}?application_name={schema}&options={quote(f'-csearch_path={schema}')}"
+    with server.connect() as conn:
+        conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = :name"),
+                     {"name": schema})
+        conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory) -> Path:
+    """A SQLite file migrated to the newest schema once per test process, copied for each test."""
+    path = tmp_path_factory.mktemp("template") / "qproc.db"
+    database = Database(f"sqlite:///{path}")
+    database.upgrade()
+    database.dispose()
+    return path
+
+
+@pytest.fixture
+def db(backend, empty_url, tmp_path, request):
+    """A database of the test's backend at the newest schema, made by the migrations."""
+    if backend == "sqlite":
+        shutil.copy(request.getfixturevalue("sqlite_template"), tmp_path / "qproc.db")
+    database = Database(empty_url)
+    if backend == "postgresql":
+        database.upgrade()
     yield database
     database.dispose()
 
@@ -62,6 +133,13 @@ def gateway_db(org_db):
 
 
 @pytest.fixture
+def checks_db(org_db):
+    """The organisation plus the parallel_checks fixture: three quality checks open at once per instance."""
+    deploy_fixture(org_db, "parallel_checks")
+    return org_db
+
+
+@pytest.fixture
 def complaint_db(org_db):
     """The organisation plus the shipped customer complaint procedure."""
     processes = ROOT / "processes"
@@ -82,10 +160,17 @@ def fingerprint(db: Database) -> dict[str, list]:
                 for table in inspect(conn).get_table_names()}
 
 
-def tamper(db: Database, sql: str, **params) -> None:
-    """Change the database behind the engine's back, as someone with direct SQL access could."""
+def tamper(db: Database, sql: str | Executable, **params) -> None:
+    """Change the database behind the engine's back, as someone with direct SQL access could (SQL text, or a
+    Core statement where values need the column's type, e.g. JSON).
+
+    On PostgreSQL that takes a superuser, who can switch off the trigger guarding the history for
+    the transaction (``session_replication_role``); the hash chain must still catch the change.
+    """
     with db.engine.begin() as conn:
-        conn.execute(text(sql), params)
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SET LOCAL session_replication_role = replica"))
+        conn.execute(text(sql) if isinstance(sql, str) else sql, params)
 
 
 SIGNED_APPROVAL = {'<spiffworkflow:property name="role" value="head" />':

@@ -1,9 +1,10 @@
 """History: every command appends events to a per-instance hash chain, in order, never rewriting one."""
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import text, update
+from sqlalchemy.exc import DBAPIError
 
-from conftest import T0, at, fingerprint, run_to_approval, tamper
+from conftest import T0, at, fingerprint, postgresql_only, run_to_approval, tamper
 from engine import audit, credentials, runtime, store
 from engine.errors import Refusal
 from engine.store import EventRow
@@ -64,9 +65,8 @@ def test_untouched_history_verifies(gateway_db):
 
 def test_verify_names_an_event_whose_value_was_changed(gateway_db):
     instance_id = _run_small_request(gateway_db)
-    with gateway_db.engine.begin() as conn:  # raw SQL through Core, portable across databases
-        conn.execute(update(EventRow).where(EventRow.instance_id == instance_id, EventRow.seq == 5)
-                     .values(data={"task": "request", "form": "request", "data": {"amount": 300}}))
+    tamper(gateway_db, update(EventRow).where(EventRow.instance_id == instance_id, EventRow.seq == 5)
+           .values(data={"task": "request", "form": "request", "data": {"amount": 300}}))
     assert _problems(gateway_db) == [
         f"instance {instance_id}, event #5: task_completed: its content no longer matches its hash (modified)"]
 
@@ -183,3 +183,15 @@ def test_verifying_one_instance_checks_its_pinned_definition(gateway_db):
         conn.execute(update(store.DefinitionRow).values(manifest={"tampered": True}))
     [problem] = _problems(gateway_db, instance_id)
     assert problem.startswith("system history: definition gateway_condition v1: its stored files no longer match")
+
+
+@postgresql_only
+@pytest.mark.parametrize("statement", ["UPDATE events SET actor = 'mallory' WHERE seq = 5", "DELETE FROM events",
+                                       "TRUNCATE events CASCADE"])
+def test_database_refuses_to_rewrite_or_delete_history(gateway_db, statement):
+    _run_small_request(gateway_db)
+    before = fingerprint(gateway_db)
+    with pytest.raises(DBAPIError, match="the history is append-only: (UPDATE|DELETE|TRUNCATE) on table events"):
+        with gateway_db.engine.begin() as conn:
+            conn.execute(text(statement))
+    assert fingerprint(gateway_db) == before

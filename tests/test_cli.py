@@ -1,4 +1,4 @@
-"""The qproc command as a user meets it: CliRunner on a real SQLite file, exit codes and printed lines."""
+"""The qproc command as a user meets it: CliRunner on a real database, exit codes and printed lines."""
 
 import json
 
@@ -6,16 +6,16 @@ import pytest
 from click.testing import CliRunner
 
 from cli import main
-from conftest import CALENDAR_FILE, ORG_FILE, ROOT, fingerprint, tamper
-from engine.store import Database
+from conftest import CALENDAR_FILE, ORG_FILE, ROOT, fingerprint, postgresql_only, tamper
+from engine.store import SCHEMA_REVISION, Database
 
 
 @pytest.fixture
-def qproc(tmp_path, monkeypatch):
-    """Run qproc in an empty folder against its own database; returns (exit_code, output)."""
+def qproc(db, tmp_path, monkeypatch):
+    """Run qproc in an empty folder against the test's database; returns (exit_code, output)."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("QPROC_USER", raising=False)
-    url = f"sqlite:///{tmp_path / 'q.db'}"
+    url = db.url
     runner = CliRunner()
 
     def run(*args, user=None, now="2026-11-02T09:00:00+08:00"):
@@ -283,3 +283,42 @@ def test_task_of_another_department_is_not_shown(deployed):
     intake = json.loads(deployed("tasks", "--json", user="li.zhou")[1])[0]
     code, out = deployed("task", str(intake["id"]), user="mei.wang")
     assert code == 1 and "'mei.wang' is not a member of department 'sales'" in out
+
+
+def test_complete_with_a_stale_revision_is_refused_as_changed_by_someone_else(deployed):
+    _quality_intake(deployed)
+    [review] = json.loads(deployed("tasks", "--json", user="mei.wang")[1])
+    assert deployed("claim", str(review["id"]), user="mei.wang")[0] == 0
+    code, out = deployed("complete", str(review["id"]), "--revision", str(review["revision"]),
+                         "--set", "facts_verified=yes", user="mei.wang")
+    assert code == 1
+    assert f"instance {review['instance']} was changed by someone else since you read it" in out
+    assert "last change: task_claimed by mei.wang" in out
+
+
+def _qproc_on(url, *args):
+    result = CliRunner().invoke(main, ["--db", url, *args], catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+def test_db_upgrade_creates_the_schema_then_has_nothing_to_do(empty_url):
+    assert _qproc_on(empty_url, "db", "upgrade") == (0, f"{empty_url}: upgraded from empty to schema revision "
+                                                        f"{SCHEMA_REVISION}.\n")
+    assert _qproc_on(empty_url, "db", "upgrade") == (0, f"{empty_url}: already at schema revision "
+                                                        f"{SCHEMA_REVISION}; nothing to do.\n")
+    assert _qproc_on(empty_url, "db", "current") == (0, f"{empty_url}: schema revision {SCHEMA_REVISION}, "
+                                                        f"the one this qproc needs.\n")
+
+
+@postgresql_only
+def test_db_current_on_an_empty_server_database_says_what_to_run(empty_url):
+    assert _qproc_on(empty_url, "db", "current") == (1, f"Error: database {empty_url} has no qproc tables yet: "
+                                                        f"run 'qproc db upgrade' to create them\n")
+
+
+def test_first_command_in_an_empty_folder_needs_no_setup(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("QPROC_DB", raising=False)
+    result = CliRunner().invoke(main, ["instances", "--json"], catch_exceptions=False)
+    assert (result.exit_code, result.output) == (0, "[]\n")
+    assert (tmp_path / "qproc.db").exists()
