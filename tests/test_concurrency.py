@@ -8,8 +8,8 @@ revision check makes the loser run again on what the winner committed. SQLite qu
 import pytest
 from sqlalchemy import text
 
-from conftest import T0, at, deploy_fixture, fingerprint, history_problems, postgresql_only
-from engine import runtime, store
+from conftest import T0, at, deploy_fixture, fingerprint, postgresql_only
+from engine import audit, runtime, store
 from engine.errors import ConcurrentUpdate, InvalidTransition
 from engine.store import Database
 from worker_process import Worker
@@ -60,7 +60,7 @@ def test_command_that_lost_the_race_for_its_instance_runs_again_on_fresh_data(ch
     instance = checks_db.run(lambda s: store.get_instance(s, instance_id))
     assert instance.status == "completed"
     assert runtime.instance_data(instance) == {"a": 1, "b": 2, "c": 3}
-    assert history_problems(checks_db) == []
+    assert checks_db.run(audit.verify).problems == []
 
 
 @postgresql_only
@@ -155,4 +155,4 @@ def test_four_worker_processes_complete_fifty_instances_without_losing_or_repeat
         names = checks_db.run(lambda s: {t.id: t.name for t in store.tasks_of_instance(s, i)})
         assert data[i] == {names[t][-1]: who[t] for t in tasks[i]}
         assert sorted(completions[i]) == sorted(tasks[i])
-    assert history_problems(checks_db) == []
+    assert checks_db.run(audit.verify).problems == []

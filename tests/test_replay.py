@@ -83,9 +83,8 @@ def test_snapshot_altered_behind_the_engine_is_a_divergence(gateway_db):
 
 def test_submitted_data_changed_in_the_history_diverges_at_the_gateway(gateway_db):
     instance_id = _large_request(gateway_db)
-    with gateway_db.engine.begin() as conn:
-        conn.execute(update(EventRow).where(EventRow.instance_id == instance_id, EventRow.seq == 4)
-                     .values(data={"task": "request", "form": "request", "data": {"amount": 5, "note": "rush"}}))
+    tamper(gateway_db, update(EventRow).where(EventRow.instance_id == instance_id, EventRow.seq == 4)
+           .values(data={"task": "request", "form": "request", "data": {"amount": 5, "note": "rush"}}))
     divergence = _replay(gateway_db, instance_id).divergence
     assert divergence == ("event #5: the history records step 'gw_amount' → review, the replay produced step "
                           "'gw_amount' → end_small: at next, stored ['review'], replay ['end_small']")
