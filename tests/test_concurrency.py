@@ -133,7 +133,7 @@ def test_action_on_an_instance_changed_since_the_user_read_it_is_refused(checks_
 def test_four_worker_processes_complete_fifty_instances_without_losing_or_repeating_a_task(checks_db):
     instance_ids = start_checks(checks_db, 50)
     all_tasks = {task_id for i in instance_ids for task_id in checks(checks_db, i).values()}
-    workers = [Worker(checks_db.url, number) for number in range(4)]
+    workers = [Worker(checks_db, number) for number in range(4)]
     assert [w.read() for w in workers] == [{"ready": n} for n in range(4)]
     for w in workers:
         w.go()
@@ -151,6 +151,7 @@ def test_four_worker_processes_complete_fifty_instances_without_losing_or_repeat
 
     statuses, data, tasks, completions = checks_db.run(outcome)
     assert set(statuses.values()) == {"completed"}
+    assert any(len({who[t] for t in tasks[i]}) > 1 for i in instance_ids)  # workers shared instances
     for i in instance_ids:  # every worker's answer is in the final data: no update was lost
         names = checks_db.run(lambda s: {t.id: t.name for t in store.tasks_of_instance(s, i)})
         assert data[i] == {names[t][-1]: who[t] for t in tasks[i]}

@@ -23,7 +23,7 @@ def waiting_db(checks_db):
 
 
 def test_worker_killed_mid_transaction_leaves_the_old_state_and_a_restarted_worker_finishes(waiting_db):
-    worker = Worker(waiting_db.url, 0, pause_at=3)
+    worker = Worker(waiting_db, 0, pause_at=3)
     assert worker.read() == {"ready": 0}
     worker.go()
     committed = [worker.read(), worker.read()]
@@ -37,7 +37,7 @@ def test_worker_killed_mid_transaction_leaves_the_old_state_and_a_restarted_work
     assert state == ("open", after_last_commit["revision"], after_last_commit["events"])
     assert waiting_db.run(audit.verify).problems == []
 
-    restarted = Worker(waiting_db.url, 1)
+    restarted = Worker(waiting_db, 1)
     assert restarted.read() == {"ready": 1}
     restarted.go()
     finished = [r["completed"] for r in restarted.finish() if "completed" in r]

@@ -1,12 +1,14 @@
 """A worker in its own OS process, for the concurrency and fault tests: it completes quality tasks in a loop.
 
-Run as ``python worker_process.py URL NUMBER [PAUSE_AT]``. The child prints one JSON line per thing it does:
-``{"ready": NUMBER}`` once its database is open, then waits for a line on stdin so that every worker
-starts at once; ``{"completed": TASK, "instance": ID, "revision": R, "events": N, "attempts": A}`` per
-committed completion; ``{"refused": TASK, "error": ...}`` per refused one (done by someone else, or too many
-collisions: it is tried again on the next pass); ``{"finished": NUMBER}`` when no task is left. With
-PAUSE_AT it prints ``{"inside": TASK}`` in the middle of its PAUSE_AT-th completion, after the changes are
-written to the database but before the commit, and blocks there until killed.
+The test process forks it (``Worker``), so it starts with the engine already imported instead of paying
+a second of imports per process. The test's pooled connections are closed before the fork (a child
+must not inherit an open SQLite or libpq connection) and the worker opens its own. It reports one JSON line per thing it does: ``{"ready": NUMBER}`` once its database is open,
+then it waits for a line from the test so that every worker starts at once; ``{"completed": TASK,
+"instance": ID, "revision": R, "events": N, "attempts": A}`` per committed completion; ``{"refused":
+TASK, "error": ...}`` per refused one (done by someone else, or too many collisions: it is tried again
+on the next pass); ``{"finished": NUMBER}`` when no task is left. With ``pause_at`` it reports
+``{"inside": TASK}`` in the middle of that completion, after its changes are written to the database
+but before the commit, and blocks there until killed.
 
 Each pass takes one open check: workers 0 and 1 work on the oldest instance with open checks, 2 and 3 on
 the next, each pair on different checks of the same instance (worker k starts at check a, b, c, a …), and
@@ -15,28 +17,25 @@ shows who did each check.
 """
 
 import json
-import subprocess
-import sys
+import multiprocessing
+import os
+import traceback
 from datetime import datetime, timezone
+
+from engine import runtime, store
+from engine.errors import ConcurrentUpdate, InvalidTransition
+from engine.store import Database
 
 NOW = datetime(2026, 11, 2, 10, 0, tzinfo=timezone.utc)
 QUALITY = ["mei.wang", "lei.liu", "fang.yang", "qiang.li"]
 
 
-def _emit(**fields) -> None:
-    print(json.dumps(fields), flush=True)
-
-
-def main(url: str, number: int, pause_at: int | None) -> None:
-    from engine import runtime, store
-    from engine.errors import ConcurrentUpdate, InvalidTransition
-    from engine.store import Database
-
+def _work(url: str, number: int, pause_at: int | None, commands, report) -> None:
     db = Database(url)
     actor = QUALITY[number % len(QUALITY)]
     db.run(lambda s: store.inbox(s, ["quality"], runtime.ACTIVE_TASK, limit=1))
-    _emit(ready=number)
-    sys.stdin.readline()
+    report(ready=number)
+    commands.readline()
     done = 0
     while True:
         pending = db.run(lambda s: [(t.instance_id, t.name, t.id)
@@ -49,63 +48,85 @@ def main(url: str, number: int, pause_at: int | None) -> None:
                                key=lambda t: (ord(t[1][-1]) - ord("a") + number) % 3)
         attempts = 0
 
-        def work(session):
+        def complete(session):
             nonlocal attempts
             attempts += 1
             task = runtime.complete(session, task_id, actor, NOW, {name[-1]: number})
             if done + 1 == pause_at:
                 session.flush()
-                _emit(inside=task_id)
-                sys.stdin.readline()  # the test kills this process here, mid-transaction
+                report(inside=task_id)
+                commands.readline()  # the test kills this process here, mid-transaction
             return task.instance
 
         try:
-            instance = db.run(work)
+            instance = db.run(complete)
         except (InvalidTransition, ConcurrentUpdate) as err:
-            _emit(refused=task_id, error=str(err))
+            report(refused=task_id, error=str(err))
             continue
         done += 1
-        _emit(completed=task_id, instance=instance.id, revision=instance.revision, events=instance.last_seq,
-              attempts=attempts)
-    _emit(finished=number)
+        report(completed=task_id, instance=instance.id, revision=instance.revision, events=instance.last_seq,
+               attempts=attempts)
+    report(finished=number)
+
+
+def _child(url: str, number: int, pause_at: int | None, commands_fd: int, reports_fd: int, others: list[int]) -> None:
+    for fd in others:  # the test's ends of the pipes: holding them would hide the test closing them
+        os.close(fd)
+
+    def report(**fields) -> None:
+        os.write(reports_fd, (json.dumps(fields) + "\n").encode())
+
+    try:
+        _work(url, number, pause_at, os.fdopen(commands_fd), report)
+    except BaseException:
+        report(crashed=traceback.format_exc())
+        raise
 
 
 class Worker:
     """The test's side of one worker process: start it, read what it reports, let it go, kill it."""
 
-    def __init__(self, url: str, number: int, pause_at: int | None = None):
-        args = [sys.executable, __file__, url, str(number)] + ([str(pause_at)] if pause_at else [])
+    def __init__(self, db: Database, number: int, pause_at: int | None = None):
+        db.dispose()
+        commands_in, commands_out = os.pipe()
+        reports_in, reports_out = os.pipe()
         self.number = number
-        self.process = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                        stderr=subprocess.PIPE, text=True)
+        self.process = multiprocessing.get_context("fork").Process(
+            target=_child, args=(db.url, number, pause_at, commands_in, reports_out, [commands_out, reports_in]))
+        self.process.start()
+        os.close(commands_in)
+        os.close(reports_out)
+        self._commands = os.fdopen(commands_out, "w")
+        self._reports = os.fdopen(reports_in)
 
     def read(self) -> dict:
-        """The next line the worker reports; fails with its error output if it died instead."""
-        line = self.process.stdout.readline()
-        if not line:
-            self.process.wait(timeout=60)
-            raise AssertionError(f"worker {self.number} exited {self.process.returncode}: {self.process.stderr.read()}")
-        return json.loads(line)
+        """The next line the worker reports; fails with its traceback if it crashed or died instead."""
+        line = self._reports.readline()
+        report = json.loads(line) if line else {"crashed": f"worker {self.number} died without a word"}
+        assert "crashed" not in report, report["crashed"]
+        return report
 
     def go(self) -> None:
         """Release the worker from its start line."""
-        self.process.stdin.write("go\n")
-        self.process.stdin.flush()
+        self._commands.write("go\n")
+        self._commands.flush()
 
     def finish(self) -> list[dict]:
         """Everything the worker reports until it finishes; fails unless it exits cleanly."""
         reports = []
         while not reports or "finished" not in reports[-1]:
             reports.append(self.read())
-        _, errors = self.process.communicate(timeout=60)
-        assert self.process.returncode == 0, errors
+        self.process.join(timeout=60)
+        self._close()
+        assert self.process.exitcode == 0, f"worker {self.number} exited {self.process.exitcode}"
         return reports
 
     def kill(self) -> None:
         """kill -9: no exception handler, no rollback, no goodbye to the database."""
         self.process.kill()
-        self.process.communicate(timeout=60)
+        self.process.join(timeout=60)
+        self._close()
 
-
-if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]) if len(sys.argv) > 3 else None)
+    def _close(self) -> None:
+        self._commands.close()
+        self._reports.close()
