@@ -75,7 +75,9 @@ def empty_url(backend, tmp_path, request):
     schema = f"qproc_test_{uuid.uuid4().hex[:16]}"
     with server.connect() as conn:
         conn.execute(text(f"CREATE SCHEMA {schema}"))
-    yield f"{POSTGRESQL}?application_name={schema}&options={quote(f'-csearch_path={schema}')}"
+    # Commits need not wait for the disk: a test database does not have to survive a server crash.
+    options = quote(f"-csearch_path={schema} -csynchronous_commit=off")
+    yield f"{POSTGRESQL}?application_name={schema}&options={options}"
     with server.connect() as conn:
         conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = :name"),
                      {"name": schema})

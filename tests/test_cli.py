@@ -302,17 +302,19 @@ def _qproc_on(url, *args):
 
 
 def test_db_upgrade_creates_the_schema_then_has_nothing_to_do(empty_url):
-    assert _qproc_on(empty_url, "db", "upgrade") == (0, f"{empty_url}: upgraded from empty to schema revision "
+    shown = Database(empty_url).name
+    assert _qproc_on(empty_url, "db", "upgrade") == (0, f"{shown}: upgraded from empty to schema revision "
                                                         f"{SCHEMA_REVISION}.\n")
-    assert _qproc_on(empty_url, "db", "upgrade") == (0, f"{empty_url}: already at schema revision "
+    assert _qproc_on(empty_url, "db", "upgrade") == (0, f"{shown}: already at schema revision "
                                                         f"{SCHEMA_REVISION}; nothing to do.\n")
-    assert _qproc_on(empty_url, "db", "current") == (0, f"{empty_url}: schema revision {SCHEMA_REVISION}, "
+    assert _qproc_on(empty_url, "db", "current") == (0, f"{shown}: schema revision {SCHEMA_REVISION}, "
                                                         f"the one this qproc needs.\n")
 
 
 @postgresql_only
 def test_db_current_on_an_empty_server_database_says_what_to_run(empty_url):
-    assert _qproc_on(empty_url, "db", "current") == (1, f"Error: database {empty_url} has no qproc tables yet: "
+    shown = Database(empty_url).name
+    assert _qproc_on(empty_url, "db", "current") == (1, f"Error: database {shown} has no qproc tables yet: "
                                                         f"run 'qproc db upgrade' to create them\n")
 
 
