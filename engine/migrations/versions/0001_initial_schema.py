@@ -16,6 +16,18 @@ branch_labels = None
 depends_on = None
 
 
+def _loaded_file_table(name: str) -> None:
+    """A table of loaded configuration files (store._LoadedFile): who loaded it, when, its content."""
+    op.create_table(
+        name,
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("loaded_at", sa.DateTime(), nullable=False),
+        sa.Column("loaded_by", sa.String(length=200), nullable=False),
+        sa.Column("content", sa.JSON(), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+    )
+
+
 def upgrade() -> None:
     op.create_table(
         "definitions",
@@ -34,14 +46,7 @@ def upgrade() -> None:
     )
     op.create_index("ix_definitions_process_key", "definitions", ["process_key"])
 
-    op.create_table(
-        "organisations",
-        sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("loaded_at", sa.DateTime(), nullable=False),
-        sa.Column("loaded_by", sa.String(length=200), nullable=False),
-        sa.Column("content", sa.JSON(), nullable=False),
-        sa.PrimaryKeyConstraint("id"),
-    )
+    _loaded_file_table("organisations")
 
     op.create_table(
         "credentials",
@@ -127,14 +132,7 @@ def upgrade() -> None:
     op.create_index("ix_tasks_status_due_at", "tasks", ["status", "due_at"])
     op.create_index("ix_tasks_escalate_at", "tasks", ["escalate_at"])
 
-    op.create_table(
-        "calendars",
-        sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("loaded_at", sa.DateTime(), nullable=False),
-        sa.Column("loaded_by", sa.String(length=200), nullable=False),
-        sa.Column("content", sa.JSON(), nullable=False),
-        sa.PrimaryKeyConstraint("id"),
-    )
+    _loaded_file_table("calendars")
 
     op.create_table(
         "schedules",
