@@ -9,10 +9,10 @@ from click.testing import CliRunner
 from sqlalchemy import event, text
 
 from cli import main
-from conftest import T0, at, fingerprint, postgresql_only
+from conftest import T0, at, deploy_fixture, fingerprint, postgresql_only
 from engine import audit, runtime, store
 from engine.errors import DatabaseUnavailable
-from worker_process import Worker
+from worker_process import TIMER_BATCH, Worker, fire_timers
 
 
 @pytest.fixture
@@ -44,6 +44,29 @@ def test_worker_killed_mid_transaction_leaves_the_old_state_and_a_restarted_work
     assert killed_task in finished and len(finished) == 12 - len(committed)
     assert set(waiting_db.run(lambda s: [i.status for i in store.list_instances(s)])) == {"completed"}
     verified = CliRunner().invoke(main, ["--db", waiting_db.url, "audit", "verify"], catch_exceptions=False)
+    assert verified.exit_code == 0, verified.output
+
+
+def test_timer_worker_killed_mid_batch_fires_nothing_and_after_a_restart_each_timer_fires_once(org_db):
+    deploy_fixture(org_db, "boundary_timer")
+    instance_ids = org_db.run(lambda s: [runtime.start(s, "boundary_timer", "mei.wang", T0).id for _ in range(15)])
+    before = fingerprint(org_db)
+    worker = Worker(org_db, 0, fire_timers, pause_at=1)
+    assert worker.read() == {"ready": 0}
+    worker.go()
+    unfinished = worker.read()["inside"]
+    worker.kill()
+    assert len(unfinished) == TIMER_BATCH
+    assert fingerprint(org_db) == before
+
+    restarted = Worker(org_db, 1, fire_timers)
+    assert restarted.read() == {"ready": 1}
+    restarted.go()
+    [report] = restarted.finish()
+    assert sorted(report["fired"]) == instance_ids
+    kinds = org_db.run(lambda s: [e.kind for i in instance_ids for e in store.events_of(s, i)])
+    assert kinds.count("timer_fired") == len(instance_ids)
+    verified = CliRunner().invoke(main, ["--db", org_db.url, "audit", "verify"], catch_exceptions=False)
     assert verified.exit_code == 0, verified.output
 
 

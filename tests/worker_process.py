@@ -1,41 +1,50 @@
-"""A worker in its own OS process, for the concurrency and fault tests: it completes quality tasks in a loop.
+"""Workers in their own OS processes, for the concurrency and fault tests: they complete tasks or fire timers.
 
-The test process forks it (``Worker``), so it starts with the engine already imported instead of paying
-a second of imports per process. The test's pooled connections are closed before the fork (a child
-must not inherit an open SQLite or libpq connection) and the worker opens its own. It reports one JSON line per thing it does: ``{"ready": NUMBER}`` once its database is open,
-then it waits for a line from the test so that every worker starts at once; ``{"completed": TASK,
-"instance": ID, "revision": R, "events": N, "attempts": A}`` per committed completion; ``{"refused":
-TASK, "error": ...}`` per refused one (done by someone else, or too many collisions: it is tried again
-on the next pass); ``{"finished": NUMBER}`` when no task is left. With ``pause_at`` it reports
-``{"inside": TASK}`` in the middle of that completion, after its changes are written to the database
-but before the commit, and blocks there until killed.
-
-Each pass takes one open check: workers 0 and 1 work on the oldest instance with open checks, 2 and 3 on
-the next, each pair on different checks of the same instance (worker k starts at check a, b, c, a …), and
-on the same check when only one is left. It writes its number into the check's field, so the final data
-shows who did each check.
+The test process forks each one (``Worker``), so it starts with the engine already imported instead of
+paying a second of imports per process. The test's pooled connections are closed before the fork (a
+child must not inherit an open SQLite or libpq connection) and the worker opens its own. A worker
+reports one JSON line per thing it does: ``{"ready": NUMBER}`` once its database is open, then it waits
+for a line from the test so that every worker starts at once; what its job did; ``"finished": NUMBER``
+when it is done. With ``pause_at`` it reports ``{"inside": ...}`` in the middle of that transaction,
+after its changes are written to the database but before the commit, and blocks there until killed.
 """
 
 import json
 import multiprocessing
 import os
 import traceback
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
-from engine import runtime, store
+from engine import runtime, store, timers
 from engine.errors import ConcurrentUpdate, InvalidTransition
 from engine.store import Database
 
 NOW = datetime(2026, 11, 2, 10, 0, tzinfo=timezone.utc)
+FIRE_AT = datetime(2026, 11, 2, 9, 0, tzinfo=timezone.utc) + timedelta(hours=5)  # boundary_timer's 4 h have passed
+TIMER_BATCH = 10
 QUALITY = ["mei.wang", "lei.liu", "fang.yang", "qiang.li"]
 
 
-def _work(url: str, number: int, pause_at: int | None, commands, report) -> None:
+def _open(url: str, number: int, commands, report) -> Database:
     db = Database(url)
-    actor = QUALITY[number % len(QUALITY)]
     db.run(lambda s: store.inbox(s, ["quality"], runtime.ACTIVE_TASK, limit=1))
     report(ready=number)
     commands.readline()
+    return db
+
+
+def complete_checks(url: str, number: int, pause_at: int | None, commands, report) -> None:
+    """Complete parallel_checks' quality checks until none is open, one transaction each.
+
+    Reports ``{"completed": TASK, "instance": ID, "revision": R, "events": N, "attempts": A}`` per
+    committed completion and ``{"refused": TASK, "error": ...}`` per refused one (done by someone else,
+    or too many collisions: it is tried again on the next pass). Each pass takes one open check: workers
+    0 and 1 work on the oldest instance with open checks, 2 and 3 on the next, each pair on different
+    checks of the same instance (worker k starts at check a, b, c, a …), and on the same check when only
+    one is left. It writes its number into the check's field, so the final data shows who did each.
+    """
+    db = _open(url, number, commands, report)
+    actor = QUALITY[number % len(QUALITY)]
     done = 0
     while True:
         pending = db.run(lambda s: [(t.instance_id, t.name, t.id)
@@ -69,7 +78,32 @@ def _work(url: str, number: int, pause_at: int | None, commands, report) -> None
     report(finished=number)
 
 
-def _child(url: str, number: int, pause_at: int | None, commands_fd: int, reports_fd: int, others: list[int]) -> None:
+def fire_timers(url: str, number: int, pause_at: int | None, commands, report) -> None:
+    """Fire every timer due at FIRE_AT, as ``qproc timers fire`` does, in batches of TIMER_BATCH instances.
+
+    Reports ``{"fired": [INSTANCE, ...], "finished": NUMBER}``: the instances whose timer this process fired.
+    """
+    db = _open(url, number, commands, report)
+    if pause_at:
+        fire_batch, batches = timers.fire_batch, 0
+
+        def fire_batch_then_pause(session, now, limit):
+            nonlocal batches
+            batches += 1
+            batch = fire_batch(session, now, limit)
+            if batches == pause_at:
+                session.flush()
+                report(inside=[f.instance_id for f in batch.firings])
+                commands.readline()  # the test kills this process here, mid-transaction
+            return batch
+
+        timers.fire_batch = fire_batch_then_pause  # in this forked process only
+    firings = timers.fire_due(db, FIRE_AT, limit=TIMER_BATCH)
+    report(fired=[f.instance_id for f in firings if f.kind == "timer_fired"], finished=number)
+
+
+def _child(job, url: str, number: int, pause_at: int | None, commands_fd: int, reports_fd: int,
+           others: list[int]) -> None:
     for fd in others:  # the test's ends of the pipes: holding them would hide the test closing them
         os.close(fd)
 
@@ -77,7 +111,7 @@ def _child(url: str, number: int, pause_at: int | None, commands_fd: int, report
         os.write(reports_fd, (json.dumps(fields) + "\n").encode())
 
     try:
-        _work(url, number, pause_at, os.fdopen(commands_fd), report)
+        job(url, number, pause_at, os.fdopen(commands_fd), report)
     except BaseException:
         report(crashed=traceback.format_exc())
         raise
@@ -86,13 +120,13 @@ def _child(url: str, number: int, pause_at: int | None, commands_fd: int, report
 class Worker:
     """The test's side of one worker process: start it, read what it reports, let it go, kill it."""
 
-    def __init__(self, db: Database, number: int, pause_at: int | None = None):
+    def __init__(self, db: Database, number: int, job=complete_checks, pause_at: int | None = None):
         db.dispose()
         commands_in, commands_out = os.pipe()
         reports_in, reports_out = os.pipe()
         self.number = number
         self.process = multiprocessing.get_context("fork").Process(
-            target=_child, args=(db.url, number, pause_at, commands_in, reports_out, [commands_out, reports_in]))
+            target=_child, args=(job, db.url, number, pause_at, commands_in, reports_out, [commands_out, reports_in]))
         self.process.start()
         os.close(commands_in)
         os.close(reports_out)
