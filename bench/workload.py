@@ -67,8 +67,9 @@ class Driver:
 
     @classmethod
     def prepare(cls, db: Database, steps: tuple[int, ...], scratch: Path) -> "Driver":
-        """Create the schema, load the organisation and calendar, deploy the benchmark processes and the complaint."""
-        db.create_schema()
+        """Create the schema (the migrations), load the organisation and calendar, deploy the benchmark processes
+        and the complaint."""
+        db.upgrade()
         processes = ROOT / "processes"
 
         def work(session):

@@ -30,12 +30,13 @@ def shipped(name: str) -> Path:
 
 
 def first_run(db: Database, now: datetime) -> list[str]:
-    """Create the schema, load and deploy the samples if no organisation is loaded, give sample users the
-    demo password; returns one line per thing done or found, for the operator to read.
+    """Load and deploy the samples if no organisation is loaded, give sample users the demo password;
+    returns one line per thing done or found, for the operator to read.
 
-    Safe to call on every start: what is already there is left as it is.
+    Safe to call on every start: what is already there is left as it is. A new SQLite file gets its
+    schema from the first command; any other database must be at the schema this qproc needs
+    (SchemaVersionError says to run ``qproc db upgrade``).
     """
-    db.create_schema()
     lines = []
     if db.run(store.current_organisation) is None:
         lines.append(demo.prepare(db, shipped("org.yaml"), shipped("calendar.yaml"), shipped("processes"), now))

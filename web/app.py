@@ -69,10 +69,11 @@ def create_app(db: Database | str | None = None, clock: Callable[[], datetime] =
 
     ``clock`` gives the time of each action (tests pass a fixed one). ``secret`` signs session
     cookies and API tokens; default QPROC_SECRET, else a random one, so sessions and tokens end
-    when the server restarts.
+    when the server restarts. A database whose schema is not the one this qproc needs is refused
+    here, at start-up (SchemaVersionError, saying what to run); a new SQLite file is created.
     """
     database = db if isinstance(db, Database) else Database(db)
-    database.create_schema()
+    database.require_current_schema()
     secret = secret or os.environ.get("QPROC_SECRET") or secrets.token_urlsafe(32)
     app = FastAPI(title="qproc", version="0.1.0", docs_url=None, redoc_url=None,
                   openapi_url="/api/openapi.json",
