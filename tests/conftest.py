@@ -8,6 +8,8 @@ afterwards. Without that server the PostgreSQL runs are skipped, except under CI
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from urllib.parse import quote
@@ -61,15 +63,15 @@ def cheap_password_hashing(monkeypatch):
     monkeypatch.setattr(credentials, "_HASHER", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
 
 
-@pytest.fixture
-def empty_url(backend, tmp_path, request):
-    """The URL of an empty database of the test's backend: a new SQLite file, or a new PostgreSQL schema.
+@contextmanager
+def empty_database(backend: str, folder: Path, request) -> Iterator[str]:
+    """The URL of an empty database of ``backend``: a new SQLite file in ``folder``, or a new PostgreSQL schema.
 
     The schema is named for nothing but a random id (tests run in parallel) and dropped afterwards, after
     ending any connection a test's child process left behind (they carry the schema as application name).
     """
     if backend == "sqlite":
-        yield f"sqlite:///{tmp_path / 'qproc.db'}"
+        yield f"sqlite:///{folder / 'qproc.db'}"
         return
     server = request.getfixturevalue("postgresql_server")
     schema = f"qproc_test_{uuid.uuid4().hex[:16]}"
@@ -77,11 +79,20 @@ def empty_url(backend, tmp_path, request):
         conn.execute(text(f"CREATE SCHEMA {schema}"))
     # Commits need not wait for the disk: a test database does not have to survive a server crash.
     options = quote(f"-csearch_path={schema} -csynchronous_commit=off")
-    yield f"{POSTGRESQL}?application_name={schema}&options={options}"
-    with server.connect() as conn:
-        conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = :name"),
-                     {"name": schema})
-        conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+    try:
+        yield f"{POSTGRESQL}?application_name={schema}&options={options}"
+    finally:
+        with server.connect() as conn:
+            conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                              "WHERE application_name = :name"), {"name": schema})
+            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+
+
+@pytest.fixture
+def empty_url(backend, tmp_path, request):
+    """The URL of an empty database of the test's backend (see ``empty_database``)."""
+    with empty_database(backend, tmp_path, request) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

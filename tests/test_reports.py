@@ -12,7 +12,7 @@ from argon2 import PasswordHasher
 from click.testing import CliRunner
 
 from cli import BROWSERS, main
-from conftest import ORG_FILE, ROOT
+from conftest import ORG_FILE, ROOT, empty_database
 from engine import audit, credentials, sample_history, store
 from engine.store import Database
 
@@ -21,19 +21,20 @@ END = datetime(2026, 12, 1, 9, 0, tzinfo=TZ)
 NOV, DEC = datetime(2026, 11, 1, tzinfo=TZ), datetime(2026, 12, 1, tzinfo=TZ)
 
 
-@pytest.fixture(scope="module")
-def generated(tmp_path_factory):
-    """Six months of history (about 40 complaints) ending 1 December 2026, and its URL."""
-    url = f"sqlite:///{tmp_path_factory.mktemp('generated') / 'q.db'}"
-    db = Database(url)
-    db.create_schema()
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(credentials, "_HASHER", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
-        summary = sample_history.generate(db, 6, END, ORG_FILE, ROOT / "calendar.yaml", ROOT / "processes", seed=7,
-                                          per_week=1.6)
-    histories = db.run(lambda s: {i.id: (i, audit.history(s, i.id)) for i in store.list_instances(s, limit=10000)})
-    db.dispose()
-    return url, summary, histories
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def generated(request, tmp_path_factory):
+    """Six months of history (about 40 complaints) ending 1 December 2026, and its URL, on each backend."""
+    with empty_database(request.param, tmp_path_factory.mktemp("generated"), request) as url:
+        db = Database(url)
+        db.upgrade()
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(credentials, "_HASHER", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
+            summary = sample_history.generate(db, 6, END, ORG_FILE, ROOT / "calendar.yaml", ROOT / "processes",
+                                              seed=7, per_week=1.6)
+        histories = db.run(lambda s: {i.id: (i, audit.history(s, i.id))
+                                      for i in store.list_instances(s, limit=10000)})
+        db.dispose()
+        yield url, summary, histories
 
 
 @pytest.fixture(scope="module")
