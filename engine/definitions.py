@@ -8,6 +8,7 @@ name, and its settings. :func:`from_stored` rebuilds the same Definition from wh
 kept, so an instance always runs on exactly what was deployed.
 """
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass
@@ -30,9 +31,16 @@ from .deadlines import DUE_FROM, FROM_TASK, DueRule, check_ladder
 from .directory import HEAD_ROLE, Organisation
 from .errors import DefinitionError
 from .forms import Form, load_form_file
+from .lint import ERROR, WARNING, Problem
+from .lint import bpmn as lint_bpmn
+from .lint import diagram as lint_diagram
+from .lint import dmn as lint_dmn
+from .lint import expressions as lint_expressions
+from .lint import flow as lint_flow
+from .lint import references as lint_references
 from .sandbox import check_expression, data_names
 
-BPMN_NS = "http://www.omg.org/spec/BPMN/20100524/MODEL"
+BPMN_NS = lint_bpmn.BPMN
 ROLES = (HEAD_ROLE,)
 # What an electronic signature means (21 CFR 11.50): a task property ``signature`` names one of
 # these, or ``field:NAME`` to take it from the submitted boolean or choice field NAME.
@@ -129,7 +137,7 @@ def _parser(validate: bool) -> SpiffBpmnParser:
 
 
 def _add_source(parser: SpiffBpmnParser, name: str, text: str) -> None:
-    """Feed one BPMN or DMN text to the parser, turning every failure into a DefinitionError with file and line."""
+    """Feed one stored BPMN or DMN text to the parser, turning every failure into a DefinitionError with file and line."""
     try:
         xml = etree.fromstring(text.encode("utf-8"))
     except etree.XMLSyntaxError as err:
@@ -175,101 +183,276 @@ def _detach_start_timer(spec) -> dict | None:
     return None
 
 
-def _source_lines(text: str) -> dict[str, int]:
-    """Line number of every element with an id, for messages about our own checks."""
-    root = etree.fromstring(text.encode("utf-8"))
-    return {el.get("id"): el.sourceline for el in root.iter() if isinstance(el.tag, str) and el.get("id")}
+def _artifact_name(path: Path) -> str:
+    return f"{'dmn' if path.suffix == '.dmn' else 'bpmn'}/{path.name}"
 
 
-def _lanes(text: str) -> list[tuple[str, int]]:
-    root = etree.fromstring(text.encode("utf-8"))
-    return [(lane.get("name") or lane.get("id"), lane.sourceline) for lane in root.iter(f"{{{BPMN_NS}}}lane")]
+@dataclass
+class Source:
+    """One file being checked: its name as the user gave it, its stored name, its text and parsed XML."""
+
+    path: str
+    artifact: str
+    text: str
+    root: Any = None        # None when the file could not be read or parsed
+
+    @property
+    def is_dmn(self) -> bool:
+        """Whether the file is a DMN decision (else BPMN)."""
+        return self.artifact.startswith("dmn/")
+
+    @functools.cached_property
+    def lines(self) -> dict[str, int]:
+        """The line of every element with an id."""
+        return {el.get("id"): el.sourceline for el in self.root.iter() if isinstance(el.tag, str) and el.get("id")}
 
 
-def _artifact_name(path: Path, kind: str) -> str:
-    return f"{kind}/{path.name}"
+@dataclass
+class Checked:
+    """The outcome of checking a set of files: every problem found, and the definitions of the error-free processes."""
+
+    files: list[str]
+    problems: list[Problem]
+    definitions: list[Definition]
+
+    @property
+    def errors(self) -> list[Problem]:
+        """The problems that stop a deploy (warnings do not)."""
+        return [p for p in self.problems if p.severity == ERROR]
 
 
-def _read_settings(path: Path | None) -> dict[str, Any]:
-    if path is None or not path.exists():
-        return {}
-    raw = yamlfile.parse(path.read_text(encoding="utf-8"), str(path)) or {}
-    if not isinstance(raw, dict) or not all(isinstance(v, dict) for v in raw.values()):
-        raise DefinitionError("expected a mapping of process id to a mapping of settings", str(path))
-    return raw
+class _Problems(list):
+    """The problems found so far, with the files' displayed names (stored names are mapped back)."""
+
+    def __init__(self, display: dict[str, str]):
+        super().__init__()
+        self.display = display
+
+    def add(self, file_name: str | None, line: int | None, message: str, severity: str = ERROR) -> None:
+        """Record one problem; ``file_name`` may be a stored name (``bpmn/x.bpmn``) or a path."""
+        file_name = file_name or "?"
+        self.append(Problem(self.display.get(file_name, file_name), line or 0, message, severity))
+
+    def add_error(self, err: DefinitionError) -> None:
+        """Record a DefinitionError raised by a helper (forms, settings, escalation ladders)."""
+        message = str(err)
+        where = f"{err.file_name}:{err.line}: " if err.file_name and err.line else f"{err.file_name}: "
+        self.add(err.file_name, err.line, message.removeprefix(where) if err.file_name else message)
+
+
+def check(paths: list[Path], org: Organisation, forms_dir: Path, settings_file: Path | None = None) -> Checked:
+    """Run every check on BPMN/DMN files and collect what is wrong; nothing in the files makes this raise.
+
+    The files are checked together (call activities and business rule tasks resolve among them).
+    Checks: readable, well-formed XML valid against the BPMN schema, parsed by SpiffWorkflow; the
+    :mod:`engine.lint` checks (diagram, flows and gateways, expressions and timers, references, DMN
+    tables); every lane names a department of the organisation; every user task sits in a lane,
+    names a form that exists in ``forms_dir`` and a known role, with well-formed signature,
+    separation-of-duty and deadline properties; a timer start event is its process's only start
+    event; the settings and escalation ladder are well-formed. ``definitions`` holds one Definition
+    per executable process when there is no error at all.
+    """
+    sources, problems = _read_sources(paths)
+    bpmn = [s for s in sources if s.root is not None and not s.is_dmn]
+    process_ids = {el.get("id") for s in bpmn for el in s.root if lint_bpmn.is_bpmn(el, "process") and el.get("id")}
+    decision_ids = {el.get("id") for s in sources if s.root is not None and s.is_dmn for el in s.root
+                    if lint_bpmn.local_name(el) == "decision" and el.get("id")}
+    for source in sources:
+        if source.root is not None:
+            problems += _lint(source, process_ids, decision_ids)
+    for source in bpmn:
+        for lane in (el for el in source.root.iter() if lint_bpmn.is_bpmn(el, "lane")):
+            name = lane.get("name") or lane.get("id") or ""
+            if org.department_for_lane(name) is None:
+                problems.add(source.path, lane.sourceline, f"lane '{name}' names no department of the organisation "
+                             f"(known: {', '.join(org.departments)})")
+    settings = _read_settings(settings_file, problems)
+    definitions = _prepare_processes(sources, org, forms_dir, settings, settings_file, problems)
+    unique = sorted(set(problems))
+    return Checked(files=[s.path for s in sources], problems=unique,
+                   definitions=definitions if not any(p.severity == ERROR for p in unique) else [])
 
 
 def prepare(paths: list[Path], org: Organisation, forms_dir: Path, settings_file: Path | None = None) -> list[Definition]:
-    """Read, parse and check BPMN/DMN files for deployment; one Definition per executable process.
+    """Check BPMN/DMN files for deployment (see :func:`check`); one Definition per executable process.
 
-    Checks: well-formed XML valid against the BPMN schema; every lane names a department of the
-    organisation; every user task sits in a lane, names a form that exists in ``forms_dir`` and a
-    known role, and has well-formed deadline properties; every timer expression passes the
-    sandbox; a timer start event is the process's only start event; the escalation ladder in the
-    settings names known departments. Raises DefinitionError (file, line, what) on the first problem.
+    Raises DefinitionError when any check finds an error: it names the first problem's file and
+    line, and its message lists every error found, one ``file:line: message`` per line.
     """
-    sources: dict[str, str] = {}
+    checked = check(paths, org, forms_dir, settings_file)
+    if checked.errors:
+        first, *rest = checked.errors
+        more = "".join(f"\n{p}" for p in rest)
+        raise DefinitionError(first.message + more, first.file, first.line or None)
+    return checked.definitions
+
+
+def _read_sources(paths: list[Path]) -> tuple[list[Source], _Problems]:
+    """Read and parse every file; a file that cannot be read, parsed or schema-validated gets its problems."""
+    sources: list[Source] = []
+    problems = _Problems({_artifact_name(p): str(p) for p in paths})
     for path in paths:
-        kind = "dmn" if path.suffix == ".dmn" else "bpmn"
-        name = _artifact_name(path, kind)
-        if name in sources:
-            raise DefinitionError(f"two files named '{path.name}' in one deployment", str(path))
+        artifact = _artifact_name(path)
+        if any(s.artifact == artifact for s in sources):
+            problems.add(str(path), 0, f"two files named '{path.name}' in one set: stored names must be unique")
+            continue
         try:
-            sources[name] = path.read_text(encoding="utf-8")
+            text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as err:
-            raise DefinitionError(f"cannot read: {err}", str(path)) from err
-    parser = _parser(validate=True)
-    for name, text in sorted(sources.items(), key=lambda item: item[0].startswith("bpmn/")):
-        _add_source(parser, name, text)
-    bpmn_sources = {name: text for name, text in sources.items() if name.startswith("bpmn/")}
-    for name, text in bpmn_sources.items():
-        for lane, line in _lanes(text):
-            if org.department_for_lane(lane) is None:
-                raise DefinitionError(f"lane '{lane}' names no department of the organisation "
-                                      f"(known: {', '.join(org.departments)})", name, line)
-    settings = _read_settings(settings_file)
-    file_of = {pid: parser.get_process_parser(pid).filename for pid in parser.get_process_ids()}
+            problems.add(str(path), 0, f"cannot read: {err}")
+            continue
+        source = Source(str(path), artifact, text)
+        sources.append(source)
+        try:
+            source.root = etree.fromstring(text.encode("utf-8"), etree.XMLParser(resolve_entities=False))
+        except etree.XMLSyntaxError as err:
+            problems.add(source.path, err.lineno, f"malformed XML: {err.msg}")
+            continue
+        problems += _foreign_root(source)
+        if source.root is not None and not source.is_dmn:
+            VALIDATOR.preprocess(source.root)
+            if not VALIDATOR.validator.validate(source.root):
+                for entry in VALIDATOR.validator.error_log:
+                    problems.add(source.path, entry.line, f"not valid BPMN 2.0: {entry.message}")
+    return sources, problems
+
+
+def _foreign_root(source: Source) -> list[Problem]:
+    """A problem (and the root dropped) when a file is not a BPMN or DMN ``definitions`` document."""
+    root = source.root
+    namespace = etree.QName(root).namespace or ""
+    expected = "BPMN 2.0 (" + BPMN_NS + ")" if not source.is_dmn else "DMN"
+    if etree.QName(root).localname == "definitions" and (namespace == BPMN_NS or (source.is_dmn and "DMN" in namespace)):
+        return []
+    source.root = None
+    return [Problem(source.path, root.sourceline or 0,
+                    f"not a {expected} file: its root element is {{{namespace}}}{etree.QName(root).localname}")]
+
+
+def _lint(source: Source, process_ids: set[str], decision_ids: set[str]) -> list[Problem]:
+    """The XML checks of :mod:`engine.lint` for one file; a check that fails on odd input says so, never raises."""
+    if source.is_dmn:
+        checks = [("decision tables", lambda: lint_dmn.check(source.path, source.root))]
+    else:
+        checks = [("diagram", lambda: lint_diagram.check(source.path, source.root)),
+                  ("flows", lambda: lint_flow.check(source.path, source.root)),
+                  ("expressions", lambda: lint_expressions.check(source.path, source.root)),
+                  ("references", lambda: lint_references.check(source.path, source.root, process_ids, decision_ids))]
+    problems = []
+    for name, run in checks:
+        try:
+            problems += run()
+        except Exception as err:  # noqa: BLE001 - a file from any modeler must get a message, not a traceback
+            problems.append(Problem(source.path, 0, f"the {name} check could not finish on this file "
+                                    f"({type(err).__name__}: {err}); please report it with the file", WARNING))
+    return problems
+
+
+def _read_settings(path: Path | None, problems: _Problems) -> dict[str, Any]:
+    if path is None or not path.exists():
+        return {}
+    try:
+        raw = yamlfile.parse(path.read_text(encoding="utf-8"), str(path)) or {}
+    except (DefinitionError, OSError, UnicodeDecodeError) as err:
+        problems.add_error(err if isinstance(err, DefinitionError) else DefinitionError(f"cannot read: {err}", str(path)))
+        return {}
+    if not isinstance(raw, dict) or not all(isinstance(v, dict) for v in raw.values()):
+        problems.add(str(path), 0, "expected a mapping of process id to a mapping of settings")
+        return {}
+    return raw
+
+
+def _spiff_parser(sources: list[Source], problems: _Problems) -> SpiffBpmnParser:
+    """A Spiff parser fed every parsed file (DMN first); what Spiff refuses becomes a problem."""
+    parser = _parser(validate=False)
+    for source in sorted((s for s in sources if s.root is not None), key=lambda s: not s.is_dmn):
+        try:
+            if source.is_dmn:
+                parser.add_dmn_xml(source.root, source.artifact)
+            else:
+                parser.add_bpmn_xml(source.root, source.artifact)
+        except ValidationException as err:
+            problems.add(err.file_name or source.artifact, err.line_number, _spiff_message(err))
+        except Exception as err:  # noqa: BLE001 - SpiffWorkflow fails in many ways on files from other modelers
+            problems.add(source.artifact, 0, f"SpiffWorkflow cannot read this file: {type(err).__name__}: {err}")
+    return parser
+
+
+def _spiff_message(err: Exception) -> str:
+    return str(err).splitlines()[0] if str(err) else type(err).__name__
+
+
+def _prepare_processes(sources, org, forms_dir, settings, settings_file, problems: _Problems) -> list[Definition]:
+    """Build and check every executable process's spec; the Definitions of those that built."""
+    parser = _spiff_parser(sources, problems)
+    try:
+        file_of = {pid: parser.get_process_parser(pid).filename for pid in parser.get_process_ids()}
+    except Exception as err:  # noqa: BLE001
+        problems.add(sources[0].path if sources else "?", 0, f"SpiffWorkflow cannot list the processes: {err}")
+        return []
+    by_artifact = {s.artifact: s for s in sources}
     definitions = []
-    for path in paths:
-        name = _artifact_name(path, "bpmn")
-        own = [pid for pid, f in file_of.items() if f == name]
+    for source in sources:
+        own = [pid for pid, f in file_of.items() if f == source.artifact]
         for process_key in own:
             process_settings = dict(settings.get(process_key, {}))
-            ladder = check_ladder(process_settings.pop("escalation", None), list(org.departments),
-                                  f"{settings_file}: {process_key}")
-            definitions.append(_prepare_process(parser, process_key, file_of, sources, org, forms_dir,
-                                                process_settings, ladder))
-    if not definitions and bpmn_sources:
-        raise DefinitionError("no executable process found (isExecutable=\"true\")", next(iter(bpmn_sources)))
+            try:
+                ladder = check_ladder(process_settings.pop("escalation", None), list(org.departments),
+                                      f"{settings_file}: {process_key}")
+            except DefinitionError as err:
+                problems.add_error(err)
+                ladder = []
+            definition = _prepare_process(parser, process_key, file_of, by_artifact, org, forms_dir,
+                                          process_settings, ladder, problems)
+            if definition is not None:
+                definitions.append(definition)
+    bpmn = [s for s in sources if not s.is_dmn and s.root is not None]
+    if bpmn and not file_of:
+        problems.add(bpmn[0].path, 0, "no executable process found (isExecutable=\"true\")")
     return definitions
 
 
-def _prepare_process(parser, process_key, file_of, sources, org, forms_dir, settings, ladder) -> Definition:
-    spec, subprocess_specs, start_timer = _build_specs(parser, process_key, file_of)
+def _prepare_process(parser, process_key, file_of, by_artifact, org, forms_dir, settings, ladder,
+                     problems: _Problems) -> Definition | None:
+    try:
+        spec, subprocess_specs, start_timer = _build_specs(parser, process_key, file_of)
+    except DefinitionError as err:
+        problems.add_error(err)
+        return None
+    except Exception as err:  # noqa: BLE001 - a foreign file may trip Spiff in ways it does not wrap
+        problems.add(file_of[process_key], 0, f"SpiffWorkflow cannot build process '{process_key}': "
+                     f"{type(err).__name__}: {err}")
+        return None
+    found_before = len(problems)
     own_file = file_of[process_key]
     if start_timer is not None:
-        _check_start_timer(spec, start_timer, own_file, _source_lines(sources[own_file]))
-    artifacts = {own_file: sources[own_file]}
+        _check_start_timer(spec, start_timer, own_file, by_artifact[own_file].lines, problems)
+    artifacts = {own_file: by_artifact[own_file].text}
     for called in subprocess_specs:
-        artifacts[file_of[called]] = sources[file_of[called]]
-    artifacts.update({name: text for name, text in sources.items() if name.startswith("dmn/")})
+        artifacts[file_of[called]] = by_artifact[file_of[called]].text
+    artifacts.update({name: s.text for name, s in by_artifact.items() if s.is_dmn})
     user_tasks: dict[str, dict] = {}
-    forms: dict[str, Form] = {}
+    forms: dict[str, Form | None] = {}
     placed: dict[str, tuple[str, int | None]] = {}
     for process_spec in (spec, *subprocess_specs.values()):
-        lines = _source_lines(sources[file_of[process_spec.name]])
+        file_name = file_of[process_spec.name]
+        lines = by_artifact[file_name].lines
         for task_spec in process_spec.task_specs.values():
-            _check_timer_expression(task_spec, file_of[process_spec.name], lines)
             if not isinstance(task_spec, UserTask):
                 continue
-            info = _user_task_info(process_spec, task_spec, org, file_of, lines)
+            info = _user_task_info(process_spec, task_spec, org, file_name, lines.get(task_spec.bpmn_id), problems)
+            if info is None:
+                continue
             if info.form not in forms:
-                forms[info.form] = _find_form(forms_dir, info, file_of[process_spec.name], lines)
-            _check_signature(info, forms[info.form], file_of[process_spec.name], lines)
+                forms[info.form] = _find_form(forms_dir, info, file_name, lines, problems)
+            if forms[info.form] is not None:
+                _check_signature(info, forms[info.form], file_name, lines, problems)
             user_tasks[info.key] = {**info.__dict__, "not_same_as": list(info.not_same_as)}
-            placed[info.bpmn_id] = (file_of[process_spec.name], lines.get(info.bpmn_id))
-    _check_duties(user_tasks, placed)
-    _check_deadline_names(user_tasks, forms, settings, file_of, sources)
+            placed[info.bpmn_id] = (file_name, lines.get(info.bpmn_id))
+    _check_duties(user_tasks, placed, problems)
+    _check_deadline_names(user_tasks, forms, settings, file_of, by_artifact, problems)
+    if len(problems) > found_before or None in forms.values():
+        return None
     for form in forms.values():
         artifacts[f"forms/{form.key}.yaml"] = (forms_dir / f"{form.key}.yaml").read_text(encoding="utf-8")
     start_lane = next((t.lane for t in spec.task_specs.values() if type(t).__name__ == "StartEvent" and t.lane), None)
@@ -286,75 +469,76 @@ def _prepare_process(parser, process_key, file_of, sources, org, forms_dir, sett
                       spec=spec, subprocess_specs=subprocess_specs, forms=forms)
 
 
-def _user_task_info(process_spec, task_spec, org, file_of, lines) -> UserTaskInfo:
-    file_name, line = file_of[process_spec.name], lines.get(task_spec.bpmn_id)
+def _user_task_info(process_spec, task_spec, org, file_name, line, problems: _Problems) -> UserTaskInfo | None:
+    """The task's routing facts, or None after recording what is wrong with them."""
     label = f"user task '{task_spec.bpmn_id}'"
+    found_before = len(problems)
     if not task_spec.lane:
-        raise DefinitionError(f"{label} is in no lane, so no department can be given it", file_name, line)
+        problems.add(file_name, line, f"{label} is in no lane, so no department can be given it")
     properties = task_spec.extensions.get("properties", {})
     form = properties.get("form")
     if not form:
-        raise DefinitionError(f"{label} names no form (add the extension property 'form')", file_name, line)
+        problems.add(file_name, line, f"{label} names no form (add the extension property 'form')")
     role = properties.get("role") or None
     if role is not None and role not in ROLES:
-        raise DefinitionError(f"{label} asks for unknown role '{role}' (known: {', '.join(ROLES)})", file_name, line)
+        problems.add(file_name, line, f"{label} asks for unknown role '{role}' (known: {', '.join(ROLES)})")
     not_same_as = tuple(name.strip() for name in properties.get("not_same_as", "").split(",") if name.strip())
+    due = _due_properties(properties, label, file_name, line, problems)
+    if len(problems) > found_before:
+        return None
     return UserTaskInfo(process=process_spec.name, bpmn_id=task_spec.bpmn_id,
                         title=task_spec.bpmn_name or task_spec.bpmn_id,
                         department=org.department_for_lane(task_spec.lane), role=role, form=form,
-                        signature=properties.get("signature") or None, not_same_as=not_same_as,
-                        **_due_properties(properties, label, file_name, line))
+                        signature=properties.get("signature") or None, not_same_as=not_same_as, **due)
 
 
-def _check_signature(info: UserTaskInfo, form: Form, file_name: str, lines: dict[str, int]) -> None:
+def _check_signature(info: UserTaskInfo, form: Form, file_name: str, lines: dict[str, int], problems: _Problems) -> None:
     """A ``signature`` property names a known meaning, or a boolean/choice field of the task's form."""
     if info.signature is None or info.signature in SIGNATURE_MEANINGS:
         return
     field_name = info.signature.removeprefix(FIELD_MEANING)
     fields = {f.name: f for f in form.fields if f.type in ("boolean", "choice")}
     if not info.signature.startswith(FIELD_MEANING) or field_name not in fields:
-        raise DefinitionError(f"user task '{info.bpmn_id}' has signature '{info.signature}': give a meaning "
-                              f"({', '.join(SIGNATURE_MEANINGS)}) or field:NAME naming a boolean or choice field "
-                              f"of form '{form.key}' ({', '.join(fields) or 'it has none'})",
-                              file_name, lines.get(info.bpmn_id))
+        problems.add(file_name, lines.get(info.bpmn_id),
+                     f"user task '{info.bpmn_id}' has signature '{info.signature}': give a meaning "
+                     f"({', '.join(SIGNATURE_MEANINGS)}) or field:NAME naming a boolean or choice field "
+                     f"of form '{form.key}' ({', '.join(fields) or 'it has none'})")
 
 
-def _check_duties(user_tasks: dict[str, dict], placed: dict[str, tuple[str, int | None]]) -> None:
+def _check_duties(user_tasks: dict[str, dict], placed: dict[str, tuple[str, int | None]], problems: _Problems) -> None:
     """Every ``not_same_as`` names another user task of the same deployment."""
     for raw in user_tasks.values():
         for other in raw["not_same_as"]:
             if other not in placed or other == raw["bpmn_id"]:
-                raise DefinitionError(f"user task '{raw['bpmn_id']}' has not_same_as '{other}', which is no other "
-                                      f"user task of this process (known: {', '.join(sorted(placed))})",
-                                      *placed[raw["bpmn_id"]])
+                problems.add(*placed[raw["bpmn_id"]],
+                             f"user task '{raw['bpmn_id']}' has not_same_as '{other}', which is no other "
+                             f"user task of this process (known: {', '.join(sorted(placed))})")
 
 
-
-def _due_properties(properties: dict, label: str, file_name: str, line: int | None) -> dict:
+def _due_properties(properties: dict, label: str, file_name: str, line: int | None, problems: _Problems) -> dict:
     """A user task's deadline properties, checked: ``due`` is a duration or an expression, and so on."""
     due, due_by = properties.get("due") or None, properties.get("due_by") or None
     due_in, due_from = properties.get("due_in") or CALENDAR, properties.get("due_from") or FROM_TASK
     if not due and ("due_in" in properties or "due_from" in properties):
-        raise DefinitionError(f"{label} sets due_in or due_from but no 'due' duration", file_name, line)
+        problems.add(file_name, line, f"{label} sets due_in or due_from but no 'due' duration")
     if due_in not in TIME_BASES:
-        raise DefinitionError(f"{label}: due_in must be one of {', '.join(TIME_BASES)}, not '{due_in}'", file_name, line)
+        problems.add(file_name, line, f"{label}: due_in must be one of {', '.join(TIME_BASES)}, not '{due_in}'")
     if due_from not in DUE_FROM:
-        raise DefinitionError(f"{label}: due_from must be one of {', '.join(DUE_FROM)}, not '{due_from}'",
-                              file_name, line)
+        problems.add(file_name, line, f"{label}: due_from must be one of {', '.join(DUE_FROM)}, not '{due_from}'")
     for name, expression in (("due", due), ("due_by", due_by)):
         if expression and not (name == "due" and is_duration(expression)):
-            problems = check_expression(expression, "eval")
-            if problems:
-                raise DefinitionError(f"{label} property {name}: {problems[0]}", file_name, line)
+            for message in check_expression(expression, "eval"):
+                problems.add(file_name, line, f"{label} property {name}: {message}")
     return {"due": due, "due_in": due_in, "due_from": due_from, "due_by": due_by}
 
 
-def _check_deadline_names(user_tasks: dict[str, dict], forms: dict[str, Form], settings: dict, file_of, sources) -> None:
+def _check_deadline_names(user_tasks: dict[str, dict], forms: dict[str, Form | None], settings: dict, file_of,
+                          by_artifact, problems: _Problems) -> None:
     """Deadline expressions may read only form fields and settings: a misspelt name is refused here, at deploy.
 
     (At run time a field the user left empty gives no deadline, so a typo would otherwise pass silently.)
     """
-    known = set(settings) | {f.name for form in forms.values() for f in form.fields}
+    known = set(settings) | {f.name for form in forms.values() if form is not None for f in form.fields}
     for raw in user_tasks.values():
         info = UserTaskInfo(**raw)
         for name, expression in (("due", info.due), ("due_by", info.due_by)):
@@ -363,43 +547,32 @@ def _check_deadline_names(user_tasks: dict[str, dict], forms: dict[str, Form], s
             unknown = sorted(data_names(expression) - known)
             if unknown:
                 file_name = file_of[info.process]
-                raise DefinitionError(f"user task '{info.bpmn_id}' property {name} {expression!r} reads "
-                                      f"{', '.join(map(repr, unknown))}, which no form field or setting of the "
-                                      f"process provides", file_name, _source_lines(sources[file_name]).get(info.bpmn_id))
+                problems.add(file_name, by_artifact[file_name].lines.get(info.bpmn_id),
+                             f"user task '{info.bpmn_id}' property {name} {expression!r} reads "
+                             f"{', '.join(map(repr, unknown))}, which no form field or setting of the process provides")
 
 
-def _check_timer_expression(task_spec, file_name: str, lines: dict[str, int]) -> None:
-    timer = getattr(task_spec, "event_definition", None)
-    if isinstance(timer, TimerEventDefinition):
-        _check_timer_text(task_spec.bpmn_id, timer.expression or "", file_name, lines)
-
-
-def _check_timer_text(event: str, expression: str, file_name: str, lines: dict[str, int]) -> None:
-    """A timer's expression must pass the sandbox, and an ISO value must be quoted (PT2H alone is a variable)."""
-    problems = check_expression(expression, "eval")
-    if not problems:
-        bare = sorted(name for name in data_names(expression) if is_duration(name))
-        problems = [f"{name} is read as a variable name; write \"{name}\" with quotes" for name in bare]
-    if problems:
-        raise DefinitionError(f"timer '{event}': {problems[0]} (timer values are Python expressions)",
-                              file_name, lines.get(event))
-
-
-def _check_start_timer(spec, start_timer: dict, file_name: str, lines: dict[str, int]) -> None:
+def _check_start_timer(spec, start_timer: dict, file_name: str, lines: dict[str, int], problems: _Problems) -> None:
     others = [t.bpmn_id for t in spec.task_specs.values()
               if isinstance(t, StartEvent) and t.bpmn_id != start_timer["event"]]
     if others:
-        raise DefinitionError(f"timer start event '{start_timer['event']}' must be the process's only start event "
-                              f"(also found: {', '.join(others)})", file_name, lines.get(start_timer["event"]))
-    _check_timer_text(start_timer["event"], start_timer["expression"] or "", file_name, lines)
+        problems.add(file_name, lines.get(start_timer["event"]),
+                     f"timer start event '{start_timer['event']}' must be the process's only start event "
+                     f"(also found: {', '.join(others)})")
 
 
-def _find_form(forms_dir: Path, info: UserTaskInfo, file_name: str, lines: dict[str, int]) -> Form:
+def _find_form(forms_dir: Path, info: UserTaskInfo, file_name: str, lines: dict[str, int],
+               problems: _Problems) -> Form | None:
     path = forms_dir / f"{info.form}.yaml"
     if not path.exists():
-        raise DefinitionError(f"user task '{info.bpmn_id}' names form '{info.form}', but {path} does not exist",
-                              file_name, lines.get(info.bpmn_id))
-    return load_form_file(path)
+        problems.add(file_name, lines.get(info.bpmn_id),
+                     f"user task '{info.bpmn_id}' names form '{info.form}', but {path} does not exist")
+        return None
+    try:
+        return load_form_file(path)
+    except DefinitionError as err:
+        problems.add_error(err)
+        return None
 
 
 def from_stored(artifacts: dict[str, str], manifest: dict[str, Any]) -> Definition:

@@ -83,7 +83,7 @@ def test_inbox_lists_the_earliest_due_first(deadlines_db):
 def test_bad_deadline_property_is_refused_at_deploy_with_file_and_line(org_db, tmp_path, old, new, message):
     with pytest.raises(DefinitionError, match=message) as caught:
         deploy_fixture(org_db, "task_deadlines", {old: new}, tmp_path)
-    assert caught.value.file_name == "bpmn/task_deadlines.bpmn" and caught.value.line
+    assert caught.value.file_name == str(tmp_path / "task_deadlines.bpmn") and caught.value.line
 
 
 def test_deadlines_need_a_business_calendar(db):
