@@ -282,6 +282,58 @@ def deploy(ctx: Context, paths: tuple[Path, ...], forms_dir: Path | None) -> Non
         click.echo(f"{r.process_key}: {what} {r.version} ({r.content_hash[:12]})")
 
 
+def _lint_organisation(ctx: Context, org_file: Path | None, folder: Path) -> tuple[engine.Organisation, str]:
+    """The organisation lint checks lanes against, and where it came from.
+
+    ``--org FILE`` when given; else the organisation loaded in the database, when there is a database
+    (``--db``/QPROC_DB, or an existing default SQLite file) holding one; else ``org.yaml`` beside the
+    processes folder, else the shipped one.
+    """
+    if org_file is None:
+        url = ctx.db.engine.url
+        is_there = url.get_backend_name() != "sqlite" or Path(url.database or "").is_file()
+        if is_there:
+            try:
+                return engine.audit.run(ctx.db, engine.organisation), f"database {ctx.db.name}"
+            except EngineError:
+                pass  # no schema or no organisation loaded there yet: lint against the file instead
+        org_file = folder.parent / "org.yaml" if (folder.parent / "org.yaml").is_file() else shipped("org.yaml")
+    org = ctx.call(lambda: engine.Organisation.from_yaml(org_file.read_text(encoding="utf-8"), str(org_file)))
+    return org, str(org_file)
+
+
+@main.command()
+@click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
+@click.option("--forms", "forms_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder of form files (default: the 'forms' folder beside the processes folder).")
+@click.option("--org", "org_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Organisation file to check lanes against (default: the database's, else org.yaml).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def lint(ctx: Context, paths: tuple[Path, ...], forms_dir: Path | None, org_file: Path | None, as_json: bool) -> None:
+    """Check BPMN/DMN files or folders before deploying them (default: ./processes, else the shipped ones).
+
+    Prints every problem as file:line: message, sorted by file and line, and exits 1 if there is
+    any; errors stop a deploy, warnings (diagram, unreachable nodes, DMN gaps) do not.
+    """
+    files = _deploy_paths(paths)
+    folder = files[0].parent
+    org, org_source = _lint_organisation(ctx, org_file, folder)
+    checked = engine.definitions.check(files, org, forms_dir or folder.parent / "forms", folder / "settings.yaml")
+    if as_json:
+        _echo_json({"files": checked.files, "organisation": org_source, "clean": not checked.problems,
+                    "problems": [p.to_dict() for p in checked.problems]})
+    else:
+        for problem in checked.problems:
+            click.echo(str(problem))
+        errors = len(checked.errors)
+        warnings = len(checked.problems) - errors
+        click.echo(f"{len(checked.files)} files, " + (f"{errors} errors, {warnings} warnings" if checked.problems
+                                                      else "clean") + f" (organisation: {org_source})")
+    if checked.problems:
+        sys.exit(1)
+
+
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_ctx

@@ -153,12 +153,18 @@ def _add_source(parser: SpiffBpmnParser, name: str, text: str) -> None:
         raise DefinitionError(str(err), name) from err
 
 
-def _build_specs(parser: SpiffBpmnParser, process_key: str, file_of: dict[str, str]) -> tuple[Any, dict, dict | None]:
-    """The process's spec, its called processes' specs, and its detached timer start event (if any)."""
+def _build_specs(parser: SpiffBpmnParser, process_key: str, file_of: dict[str, str],
+                 line_of=lambda file_name, element_id: None) -> tuple[Any, dict, dict | None]:
+    """The process's spec, its called processes' specs, and its detached timer start event (if any).
+
+    ``line_of(file, id)`` finds the line of the element a Spiff error names (Spiff's own errors carry none).
+    """
     try:
         spec, subprocess_specs = parser.get_spec(process_key), parser.get_subprocess_specs(process_key)
     except ValidationException as err:
-        raise DefinitionError(str(err), err.file_name or file_of.get(process_key), err.line_number or None) from err
+        file_name = err.file_name or file_of.get(process_key)
+        raise DefinitionError(_spiff_message(err), file_name,
+                              err.line_number or line_of(file_name, getattr(err, "id", None))) from err
     except SpiffWorkflowException as err:
         raise DefinitionError(str(err), file_of.get(process_key)) from err
     return spec, subprocess_specs, _detach_start_timer(spec)
@@ -228,16 +234,24 @@ class _Problems(list):
         super().__init__()
         self.display = display
 
-    def add(self, file_name: str | None, line: int | None, message: str, severity: str = ERROR) -> None:
-        """Record one problem; ``file_name`` may be a stored name (``bpmn/x.bpmn``) or a path."""
-        file_name = file_name or "?"
-        self.append(Problem(self.display.get(file_name, file_name), line or 0, message, severity))
+    def add(self, file_name: str | None, line: int | None, message: str, severity: str = ERROR,
+            unless_reported: bool = False) -> None:
+        """Record one problem; ``file_name`` may be a stored name (``bpmn/x.bpmn``) or a path.
 
-    def add_error(self, err: DefinitionError) -> None:
-        """Record a DefinitionError raised by a helper (forms, settings, escalation ladders)."""
+        ``unless_reported``: skip it when an error is already recorded at that line (Spiff's errors
+        often repeat what a lint check said more precisely).
+        """
+        file_name = self.display.get(file_name or "?", file_name or "?")
+        if unless_reported and line and any((p.file, p.line, p.severity) == (file_name, line, ERROR) for p in self):
+            return
+        self.append(Problem(file_name, line or 0, message, severity))
+
+    def add_error(self, err: DefinitionError, unless_reported: bool = False) -> None:
+        """Record a DefinitionError raised by a helper (forms, settings, escalation ladders, Spiff)."""
         message = str(err)
         where = f"{err.file_name}:{err.line}: " if err.file_name and err.line else f"{err.file_name}: "
-        self.add(err.file_name, err.line, message.removeprefix(where) if err.file_name else message)
+        self.add(err.file_name, err.line, message.removeprefix(where) if err.file_name else message,
+                 unless_reported=unless_reported)
 
 
 def check(paths: list[Path], org: Organisation, forms_dir: Path, settings_file: Path | None = None) -> Checked:
@@ -372,14 +386,18 @@ def _spiff_parser(sources: list[Source], problems: _Problems) -> SpiffBpmnParser
             else:
                 parser.add_bpmn_xml(source.root, source.artifact)
         except ValidationException as err:
-            problems.add(err.file_name or source.artifact, err.line_number, _spiff_message(err))
+            problems.add(err.file_name or source.artifact, err.line_number or source.lines.get(err.id),
+                         _spiff_message(err), unless_reported=True)
         except Exception as err:  # noqa: BLE001 - SpiffWorkflow fails in many ways on files from other modelers
             problems.add(source.artifact, 0, f"SpiffWorkflow cannot read this file: {type(err).__name__}: {err}")
     return parser
 
 
 def _spiff_message(err: Exception) -> str:
-    return str(err).splitlines()[0] if str(err) else type(err).__name__
+    """Spiff's message, naming the element it is about when it gives one."""
+    message = str(err).splitlines()[0].strip() if str(err) else type(err).__name__
+    element_id, tag = getattr(err, "id", ""), getattr(err, "tag", "")
+    return f"{tag.removeprefix('bpmn:')} '{element_id}': {message}" if element_id and tag else message
 
 
 def _prepare_processes(sources, org, forms_dir, settings, settings_file, problems: _Problems) -> list[Definition]:
@@ -409,15 +427,22 @@ def _prepare_processes(sources, org, forms_dir, settings, settings_file, problem
     bpmn = [s for s in sources if not s.is_dmn and s.root is not None]
     if bpmn and not file_of:
         problems.add(bpmn[0].path, 0, "no executable process found (isExecutable=\"true\")")
+    elif file_of:
+        for source in bpmn:
+            if source.artifact not in file_of.values():
+                problems.add(source.path, 0, "has no executable process (isExecutable=\"true\"): deploy leaves "
+                             "it out", WARNING)
     return definitions
 
 
 def _prepare_process(parser, process_key, file_of, by_artifact, org, forms_dir, settings, ladder,
                      problems: _Problems) -> Definition | None:
     try:
-        spec, subprocess_specs, start_timer = _build_specs(parser, process_key, file_of)
+        spec, subprocess_specs, start_timer = _build_specs(
+            parser, process_key, file_of, lambda file_name, element_id: by_artifact[file_name].lines.get(element_id)
+            if file_name in by_artifact else None)
     except DefinitionError as err:
-        problems.add_error(err)
+        problems.add_error(err, unless_reported=True)
         return None
     except Exception as err:  # noqa: BLE001 - a foreign file may trip Spiff in ways it does not wrap
         problems.add(file_of[process_key], 0, f"SpiffWorkflow cannot build process '{process_key}': "

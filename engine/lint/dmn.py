@@ -93,7 +93,11 @@ def _cell_problems(expression: str, cell: str) -> list[str]:
         return []
     if _QUESTION_MARK.search(cell):
         return check_expression(_QUESTION_MARK.sub(_VARIABLE, cell), "eval")
+    if re.fullmatch(r"[\[\]()]\s*[^.]+\.\.[^.]+\s*[\[\]()]", cell):
+        return [f"cell {cell!r} is a FEEL range; cells are Python: write e.g. '1 <= ? <= 10'"]
     if not check_expression(cell, "eval"):
+        if isinstance(ast.parse(cell.strip(), mode="eval").body, ast.Tuple):
+            return [f"cell {cell!r} is a tuple, which the input never equals; write '? in ({cell})'"]
         return check_expression(f"({expression}) == ({cell})", "eval") if expression else []
     if cell[0].isalpha() or cell[0] == "_":
         return [f"cell {cell!r}: Spiff appends it to the input without a space ({expression}{cell}); "
