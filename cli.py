@@ -328,7 +328,8 @@ def lint(ctx: Context, paths: tuple[Path, ...], forms_dir: Path | None, org_file
             click.echo(str(problem))
         errors = len(checked.errors)
         warnings = len(checked.problems) - errors
-        click.echo(f"{len(checked.files)} files, " + (f"{errors} errors, {warnings} warnings" if checked.problems
+        count = f"{len(checked.files)} file" + ("s" if len(checked.files) != 1 else "")
+        click.echo(f"{count}, " + (f"{errors} errors, {warnings} warnings" if checked.problems
                                                       else "clean") + f" (organisation: {org_source})")
     if checked.problems:
         sys.exit(1)

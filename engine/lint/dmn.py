@@ -24,7 +24,7 @@ from ..sandbox import check_expression
 from . import WARNING, Problem
 from .bpmn import line, local_name
 
-ANY = None
+ANY = "any"  # a cell that matches every value (a sentinel: None means "cannot analyse")
 _QUESTION_MARK = re.compile(r"(\?)(?=(?:[^'\"]|['\"][^'\"]*['\"])*$)")  # a '?' outside quotes, as Spiff finds it
 _OPERATORS = {ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le,
               ast.Gt: operator.gt, ast.GtE: operator.ge, ast.In: lambda a, b: a in b,
@@ -127,11 +127,14 @@ class _Axis:
         points = self.values[1::2]
         if first == last and first % 2:
             return f"{self.label} = {_literal(points[first // 2])}"
-        low = "" if first == 0 else (f"{_literal(points[first // 2 - 1])} < " if first % 2 == 0
-                                     else f"{_literal(points[first // 2])} <= ")
-        high = "" if last == len(self.values) - 1 else (f" < {_literal(points[last // 2])}" if last % 2 == 0
-                                                         else f" <= {_literal(points[last // 2])}")
-        return f"{low}{self.label}{high}"
+        low = (None if first == 0 else (">", points[first // 2 - 1]) if first % 2 == 0
+               else (">=", points[first // 2]))
+        high = (None if last == len(self.values) - 1 else ("<", points[last // 2]) if last % 2 == 0
+                else ("<=", points[last // 2]))
+        if low and high:
+            return f"{_literal(low[1])} {'<' if low[0] == '>' else '<='} {self.label} {high[0]} {_literal(high[1])}"
+        bound = low or high
+        return f"{self.label} {bound[0]} {_literal(bound[1])}" if bound else self.label
 
 
 def _runs(indexes: list[int]) -> list[tuple[int, int]]:
