@@ -271,6 +271,15 @@ def check(paths: list[Path], org: Organisation, forms_dir: Path, settings_file: 
     process_ids = {el.get("id") for s in bpmn for el in s.root if lint_bpmn.is_bpmn(el, "process") and el.get("id")}
     decision_ids = {el.get("id") for s in sources if s.root is not None and s.is_dmn for el in s.root
                     if lint_bpmn.local_name(el) == "decision" and el.get("id")}
+    first_definer: dict[str, str] = {}
+    for source in bpmn:
+        for process in (el for el in source.root if lint_bpmn.is_bpmn(el, "process") and not el.get("id")):
+            problems.add(source.path, process.sourceline, "a process has no id")
+        for process in (el for el in source.root if lint_bpmn.is_bpmn(el, "process") and el.get("id")):
+            defined_in = first_definer.setdefault(process.get("id"), source.path)
+            if defined_in != source.path:
+                problems.add(source.path, process.sourceline, f"process '{process.get('id')}' is also defined in "
+                             f"{defined_in}: process ids must be unique among the files checked together")
     for source in sources:
         if source.root is not None:
             problems += _lint(source, process_ids, decision_ids)
@@ -420,8 +429,13 @@ def _prepare_processes(sources, org, forms_dir, settings, settings_file, problem
             except DefinitionError as err:
                 problems.add_error(err)
                 ladder = []
-            definition = _prepare_process(parser, process_key, file_of, by_artifact, org, forms_dir,
-                                          process_settings, ladder, problems)
+            try:
+                definition = _prepare_process(parser, process_key, file_of, by_artifact, org, forms_dir,
+                                              process_settings, ladder, problems)
+            except Exception as err:  # noqa: BLE001 - a file from any modeler must get a message, not a traceback
+                problems.add(source.path, 0, f"could not finish checking process '{process_key}' "
+                             f"({type(err).__name__}: {err}); please report it with the file")
+                definition = None
             if definition is not None:
                 definitions.append(definition)
     bpmn = [s for s in sources if not s.is_dmn and s.root is not None]
@@ -460,7 +474,9 @@ def _prepare_process(parser, process_key, file_of, by_artifact, org, forms_dir, 
     forms: dict[str, Form | None] = {}
     placed: dict[str, tuple[str, int | None]] = {}
     for process_spec in (spec, *subprocess_specs.values()):
-        file_name = file_of[process_spec.name]
+        file_name = file_of.get(process_spec.name)
+        if file_name not in by_artifact:
+            continue  # a process without an id: reported by check()
         lines = by_artifact[file_name].lines
         for task_spec in process_spec.task_specs.values():
             if not isinstance(task_spec, UserTask):
