@@ -282,6 +282,10 @@ def deploy(ctx: Context, paths: tuple[Path, ...], forms_dir: Path | None) -> Non
         click.echo(f"{r.process_key}: {what} {r.version} ({r.content_hash[:12]})")
 
 
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
 def _lint_organisation(ctx: Context, org_file: Path | None, folder: Path) -> tuple[engine.Organisation, str]:
     """The organisation lint checks lanes against, and where it came from.
 
@@ -327,10 +331,9 @@ def lint(ctx: Context, paths: tuple[Path, ...], forms_dir: Path | None, org_file
         for problem in checked.problems:
             click.echo(str(problem))
         errors = len(checked.errors)
-        warnings = len(checked.problems) - errors
-        count = f"{len(checked.files)} file" + ("s" if len(checked.files) != 1 else "")
-        click.echo(f"{count}, " + (f"{errors} errors, {warnings} warnings" if checked.problems
-                                                      else "clean") + f" (organisation: {org_source})")
+        summary = (f"{_count(errors, 'error')}, {_count(len(checked.problems) - errors, 'warning')}"
+                   if checked.problems else "clean")
+        click.echo(f"{_count(len(checked.files), 'file')}, {summary} (organisation: {org_source})")
     if checked.problems:
         sys.exit(1)
 
