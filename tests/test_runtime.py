@@ -4,7 +4,7 @@ import pytest
 
 from conftest import T0, at, deploy_fixture, fingerprint
 from engine import runtime, store
-from engine.errors import ExpressionError, Forbidden, FormError, InvalidTransition, NotFound
+from engine.errors import DefinitionError, ExpressionError, Forbidden, FormError, InvalidTransition, NotFound
 
 SALES, SALES_2, QUALITY, QUALITY_HEAD = "li.zhou", "hao.wu", "mei.wang", "qiang.li"
 
@@ -179,9 +179,16 @@ def test_state_survives_reload_between_steps(gateway_db):
     ("__import__('os').getcwd() != ''", "names starting with '_' are not allowed"),
     ("open('/etc/passwd') is not None", "uses 'open'"),
     ("len(().__class__.__base__.__subclasses__()) &gt; 0", "names starting with '_' are not allowed"),
-    ("amount &gt; undefined_limit", "undefined_limit"),
 ])
-def test_failing_or_forbidden_condition_is_refused_and_leaves_instance_as_it_was(org_db, tmp_path, condition, refusal):
+def test_forbidden_condition_is_refused_at_deploy_with_its_line(org_db, tmp_path, condition, refusal):
+    before = fingerprint(org_db)
+    with pytest.raises(DefinitionError, match=refusal) as caught:
+        deploy_fixture(org_db, "gateway_condition", {"amount &gt; 10": condition}, tmp_path)
+    assert caught.value.line and fingerprint(org_db) == before
+
+
+@pytest.mark.parametrize("condition, refusal", [("amount &gt; undefined_limit", "undefined_limit")])
+def test_failing_condition_is_refused_and_leaves_instance_as_it_was(org_db, tmp_path, condition, refusal):
     deploy_fixture(org_db, "gateway_condition", {"amount &gt; 10": condition}, tmp_path)
     instance_id = start(org_db)
     [(task_id, _, _)] = open_tasks(org_db, instance_id)
