@@ -451,47 +451,32 @@ def _prepare_processes(sources, org, forms_dir, settings, settings_file, problem
 
 def _prepare_process(parser, process_key, file_of, by_artifact, org, forms_dir, settings, ladder,
                      problems: _Problems) -> Definition | None:
+    own_file = file_of[process_key]
     try:
         spec, subprocess_specs, start_timer = _build_specs(
             parser, process_key, file_of, lambda file_name, element_id: by_artifact[file_name].lines.get(element_id)
             if file_name in by_artifact else None)
-    except DefinitionError as err:
-        problems.add_error(err, unless_reported=True)
-        return None
     except Exception as err:  # noqa: BLE001 - a foreign file may trip Spiff in ways it does not wrap
-        problems.add(file_of[process_key], 0, f"SpiffWorkflow cannot build process '{process_key}': "
-                     f"{type(err).__name__}: {err}")
+        if isinstance(err, DefinitionError):
+            problems.add_error(err, unless_reported=True)
+        else:
+            problems.add(own_file, 0, f"SpiffWorkflow cannot build process '{process_key}': {type(err).__name__}: {err}")
+        # Spiff gave up on the process, but its user tasks can still be checked from the XML.
+        _check_user_tasks(_xml_user_tasks(by_artifact[own_file], process_key), org, forms_dir, settings, problems)
         return None
     found_before = len(problems)
-    own_file = file_of[process_key]
     if start_timer is not None:
         _check_start_timer(spec, start_timer, own_file, by_artifact[own_file].lines, problems)
     artifacts = {own_file: by_artifact[own_file].text}
     for called in subprocess_specs:
         artifacts[file_of[called]] = by_artifact[file_of[called]].text
     artifacts.update({name: s.text for name, s in by_artifact.items() if s.is_dmn})
-    user_tasks: dict[str, dict] = {}
-    forms: dict[str, Form | None] = {}
-    placed: dict[str, tuple[str, int | None]] = {}
-    for process_spec in (spec, *subprocess_specs.values()):
-        file_name = file_of.get(process_spec.name)
-        if file_name not in by_artifact:
-            continue  # a process without an id: reported by check()
-        lines = by_artifact[file_name].lines
-        for task_spec in process_spec.task_specs.values():
-            if not isinstance(task_spec, UserTask):
-                continue
-            info = _user_task_info(process_spec, task_spec, org, file_name, lines.get(task_spec.bpmn_id), problems)
-            if info is None:
-                continue
-            if info.form not in forms:
-                forms[info.form] = _find_form(forms_dir, info, file_name, lines, problems)
-            if forms[info.form] is not None:
-                _check_signature(info, forms[info.form], file_name, lines, problems)
-            user_tasks[info.key] = {**info.__dict__, "not_same_as": list(info.not_same_as)}
-            placed[info.bpmn_id] = (file_name, lines.get(info.bpmn_id))
-    _check_duties(user_tasks, placed, problems)
-    _check_deadline_names(user_tasks, forms, settings, file_of, by_artifact, problems)
+    facts = [_TaskFacts(process_spec.name, task_spec.bpmn_id, task_spec.bpmn_name or task_spec.bpmn_id,
+                        task_spec.lane, task_spec.extensions.get("properties", {}), file_of[process_spec.name],
+                        by_artifact[file_of[process_spec.name]].lines.get(task_spec.bpmn_id))
+             for process_spec in (spec, *subprocess_specs.values()) if file_of.get(process_spec.name) in by_artifact
+             for task_spec in process_spec.task_specs.values() if isinstance(task_spec, UserTask)]
+    user_tasks, forms = _check_user_tasks(facts, org, forms_dir, settings, problems)
     if len(problems) > found_before or None in forms.values():
         return None
     for form in forms.values():
@@ -510,37 +495,91 @@ def _prepare_process(parser, process_key, file_of, by_artifact, org, forms_dir, 
                       spec=spec, subprocess_specs=subprocess_specs, forms=forms)
 
 
-def _user_task_info(process_spec, task_spec, org, file_name, line, problems: _Problems) -> UserTaskInfo | None:
+@dataclass(frozen=True)
+class _TaskFacts:
+    """What the checks read about a user task: from Spiff's spec, or from the XML when Spiff could not build it."""
+
+    process: str
+    bpmn_id: str
+    title: str
+    lane: str | None
+    properties: dict
+    file_name: str
+    line: int | None
+
+
+def _xml_user_tasks(source: Source, process_key: str) -> list[_TaskFacts]:
+    """The user tasks of one process read from the XML as Spiff would: innermost lane, sub-processes take theirs."""
+    process = next((el for el in source.root if lint_bpmn.is_bpmn(el, "process") and el.get("id") == process_key), None)
+    if process is None:
+        return []
+    lane_of = {}
+    for lane in (el for el in process.iter() if lint_bpmn.is_bpmn(el, "lane")):  # outer lanes first, inner override
+        for ref in (el for el in lane if lint_bpmn.is_bpmn(el, "flowNodeRef")):
+            lane_of[lint_bpmn.text(ref)] = lane.get("name") or lane.get("id")
+    facts = []
+    for task in (el for el in process.iter() if lint_bpmn.is_bpmn(el, "userTask")):
+        holder = next((el for el in task.iterancestors() if el.get("id") in lane_of), None)
+        lane = lane_of.get(task.get("id")) or (lane_of[holder.get("id")] if holder is not None else None)
+        extensions = lint_bpmn.child(task, "extensionElements")
+        properties = {p.get("name"): p.get("value") for p in
+                      (extensions.iter(f"{{{lint_bpmn.SPIFF}}}property") if extensions is not None else ())}
+        facts.append(_TaskFacts(process_key, task.get("id") or "?", task.get("name") or task.get("id") or "?", lane,
+                                properties, source.artifact, task.sourceline))
+    return facts
+
+
+def _check_user_tasks(facts: list[_TaskFacts], org, forms_dir, settings, problems: _Problems
+                      ) -> tuple[dict[str, dict], dict[str, Form | None]]:
+    """Check each user task (lane, form, role, signature, duties, deadlines); their manifest entries and forms."""
+    user_tasks: dict[str, dict] = {}
+    forms: dict[str, Form | None] = {}
+    placed: dict[str, tuple[str, int | None]] = {}
+    for task in facts:
+        info = _user_task_info(task, org, problems)
+        if info is None:
+            continue
+        if info.form not in forms:
+            forms[info.form] = _find_form(forms_dir, info, task.file_name, task.line, problems)
+        if forms[info.form] is not None:
+            _check_signature(info, forms[info.form], task.file_name, task.line, problems)
+        user_tasks[info.key] = {**info.__dict__, "not_same_as": list(info.not_same_as)}
+        placed[info.bpmn_id] = (task.file_name, task.line)
+    _check_duties(user_tasks, placed, problems)
+    _check_deadline_names(user_tasks, forms, settings, placed, problems)
+    return user_tasks, forms
+
+
+def _user_task_info(task: _TaskFacts, org, problems: _Problems) -> UserTaskInfo | None:
     """The task's routing facts, or None after recording what is wrong with them."""
-    label = f"user task '{task_spec.bpmn_id}'"
+    label, file_name, line = f"user task '{task.bpmn_id}'", task.file_name, task.line
     found_before = len(problems)
-    if not task_spec.lane:
+    if not task.lane:
         problems.add(file_name, line, f"{label} is in no lane, so no department can be given it")
-    properties = task_spec.extensions.get("properties", {})
+    properties = task.properties
     form = properties.get("form")
     if not form:
         problems.add(file_name, line, f"{label} names no form (add the extension property 'form')")
     role = properties.get("role") or None
     if role is not None and role not in ROLES:
         problems.add(file_name, line, f"{label} asks for unknown role '{role}' (known: {', '.join(ROLES)})")
-    not_same_as = tuple(name.strip() for name in properties.get("not_same_as", "").split(",") if name.strip())
+    not_same_as = tuple(name.strip() for name in (properties.get("not_same_as") or "").split(",") if name.strip())
     due = _due_properties(properties, label, file_name, line, problems)
     if len(problems) > found_before:
         return None
-    return UserTaskInfo(process=process_spec.name, bpmn_id=task_spec.bpmn_id,
-                        title=task_spec.bpmn_name or task_spec.bpmn_id,
-                        department=org.department_for_lane(task_spec.lane), role=role, form=form,
+    return UserTaskInfo(process=task.process, bpmn_id=task.bpmn_id, title=task.title,
+                        department=org.department_for_lane(task.lane), role=role, form=form,
                         signature=properties.get("signature") or None, not_same_as=not_same_as, **due)
 
 
-def _check_signature(info: UserTaskInfo, form: Form, file_name: str, lines: dict[str, int], problems: _Problems) -> None:
+def _check_signature(info: UserTaskInfo, form: Form, file_name: str, line: int | None, problems: _Problems) -> None:
     """A ``signature`` property names a known meaning, or a boolean/choice field of the task's form."""
     if info.signature is None or info.signature in SIGNATURE_MEANINGS:
         return
     field_name = info.signature.removeprefix(FIELD_MEANING)
     fields = {f.name: f for f in form.fields if f.type in ("boolean", "choice")}
     if not info.signature.startswith(FIELD_MEANING) or field_name not in fields:
-        problems.add(file_name, lines.get(info.bpmn_id),
+        problems.add(file_name, line,
                      f"user task '{info.bpmn_id}' has signature '{info.signature}': give a meaning "
                      f"({', '.join(SIGNATURE_MEANINGS)}) or field:NAME naming a boolean or choice field "
                      f"of form '{form.key}' ({', '.join(fields) or 'it has none'})")
@@ -573,8 +612,8 @@ def _due_properties(properties: dict, label: str, file_name: str, line: int | No
     return {"due": due, "due_in": due_in, "due_from": due_from, "due_by": due_by}
 
 
-def _check_deadline_names(user_tasks: dict[str, dict], forms: dict[str, Form | None], settings: dict, file_of,
-                          by_artifact, problems: _Problems) -> None:
+def _check_deadline_names(user_tasks: dict[str, dict], forms: dict[str, Form | None], settings: dict,
+                          placed: dict[str, tuple[str, int | None]], problems: _Problems) -> None:
     """Deadline expressions may read only form fields and settings: a misspelt name is refused here, at deploy.
 
     (At run time a field the user left empty gives no deadline, so a typo would otherwise pass silently.)
@@ -587,8 +626,7 @@ def _check_deadline_names(user_tasks: dict[str, dict], forms: dict[str, Form | N
                 continue
             unknown = sorted(data_names(expression) - known)
             if unknown:
-                file_name = file_of[info.process]
-                problems.add(file_name, by_artifact[file_name].lines.get(info.bpmn_id),
+                problems.add(*placed[info.bpmn_id],
                              f"user task '{info.bpmn_id}' property {name} {expression!r} reads "
                              f"{', '.join(map(repr, unknown))}, which no form field or setting of the process provides")
 
@@ -602,12 +640,11 @@ def _check_start_timer(spec, start_timer: dict, file_name: str, lines: dict[str,
                      f"(also found: {', '.join(others)})")
 
 
-def _find_form(forms_dir: Path, info: UserTaskInfo, file_name: str, lines: dict[str, int],
+def _find_form(forms_dir: Path, info: UserTaskInfo, file_name: str, line: int | None,
                problems: _Problems) -> Form | None:
     path = forms_dir / f"{info.form}.yaml"
     if not path.exists():
-        problems.add(file_name, lines.get(info.bpmn_id),
-                     f"user task '{info.bpmn_id}' names form '{info.form}', but {path} does not exist")
+        problems.add(file_name, line, f"user task '{info.bpmn_id}' names form '{info.form}', but {path} does not exist")
         return None
     try:
         return load_form_file(path)

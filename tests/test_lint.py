@@ -220,6 +220,9 @@ def test_foreign_modeler_file_gets_messages_not_a_traceback(path: Path, qproc_li
 
 def test_camunda_expressions_and_missing_lanes_are_explained():
     problems = "\n".join(lint(FOREIGN / "camunda7_invoice.bpmn"))
+    assert "user task 'approve_invoice' is in no lane, so no department can be given it" in problems
+    assert "user task 'approve_invoice' names no form (add the extension property 'form')" in problems
+    assert "serviceTask 'send_reminder': A Service Task must have an operator." in problems
     assert "PT1D is read as a variable name; write \"P1D\" with quotes" in problems
     assert "expression '${approved}' is not valid Python" in problems
     assert "sequence flow 'flow_no' leaves exclusive gateway 'approved_decision' without a condition" in problems
