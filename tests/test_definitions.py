@@ -1,15 +1,10 @@
 """Deployment: checked before anything is stored; versions are immutable and identified by content."""
 
-from pathlib import Path
-
 import pytest
-from lxml import etree
 
-from conftest import FIXTURES, ROOT, T0, deploy_fixture, fingerprint
+from conftest import FIXTURES, T0, deploy_fixture, fingerprint
 from engine import runtime, store
 from engine.errors import DefinitionError
-
-NS = {"bpmn": "http://www.omg.org/spec/BPMN/20100524/MODEL", "bpmndi": "http://www.omg.org/spec/BPMN/20100524/DI"}
 
 
 def test_first_deploy_creates_version_1_and_same_content_is_a_no_op(org_db):
@@ -99,16 +94,3 @@ def test_deployed_definition_pins_bpmn_and_forms(org_db):
     deploy_fixture(org_db, "gateway_condition")
     row = org_db.run(lambda s: store.latest_definition(s, "gateway_condition"))
     assert sorted(row.artifacts) == ["bpmn/gateway_condition.bpmn", "forms/request.yaml", "forms/review.yaml"]
-
-
-@pytest.mark.parametrize("path", sorted((ROOT / "processes").glob("*.bpmn")), ids=lambda p: p.name)
-def test_shipped_process_has_a_diagram_shape_per_node_and_lane_and_an_edge_per_flow(path: Path):
-    root = etree.parse(str(path)).getroot()
-    shapes = {s.get("bpmnElement") for s in root.iterfind(".//bpmndi:BPMNShape", NS)}
-    edges = {e.get("bpmnElement") for e in root.iterfind(".//bpmndi:BPMNEdge", NS)}
-    nodes = {el.get("id") for proc in root.iterfind("bpmn:process", NS) for el in proc.iter()
-             if isinstance(el.tag, str) and el.get("id") and etree.QName(el).localname not in
-             ("process", "laneSet", "sequenceFlow", "conditionExpression", "incoming", "outgoing", "script")}
-    flows = {f.get("id") for f in root.iterfind(".//bpmn:sequenceFlow", NS)}
-    assert nodes - shapes == set()
-    assert flows - edges == set()

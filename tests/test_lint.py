@@ -10,12 +10,14 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from lxml import etree
 
 from cli import main
 from conftest import FIXTURES, ORG_FILE, ROOT, T0, fingerprint
 from engine import definitions, runtime
 from engine.directory import Organisation
 from engine.errors import DefinitionError
+from engine.lint import diagram
 
 LINT = FIXTURES / "processes" / "lint"
 FOREIGN = FIXTURES / "processes" / "foreign"
@@ -246,7 +248,4 @@ def test_shipped_processes_lint_clean():
 
 @pytest.mark.parametrize("path", [p for p in SHIPPED if p.suffix == ".bpmn"], ids=lambda p: p.name)
 def test_every_shipped_bpmn_has_a_shape_per_flow_node_and_an_edge_per_flow(path: Path):
-    from lxml import etree
-
-    from engine.lint import diagram
     assert diagram.check(str(path), etree.parse(str(path)).getroot()) == []
