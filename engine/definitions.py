@@ -536,17 +536,19 @@ def _check_user_tasks(facts: list[_TaskFacts], org, forms_dir, settings, problem
     forms: dict[str, Form | None] = {}
     placed: dict[str, tuple[str, int | None]] = {}
     for task in facts:
+        form_key = task.properties.get("form")
+        if form_key and form_key not in forms:
+            forms[form_key] = _find_form(forms_dir, task.bpmn_id, form_key, task.file_name, task.line, problems)
         info = _user_task_info(task, org, problems)
         if info is None:
             continue
-        if info.form not in forms:
-            forms[info.form] = _find_form(forms_dir, info, task.file_name, task.line, problems)
         if forms[info.form] is not None:
             _check_signature(info, forms[info.form], task.file_name, task.line, problems)
         user_tasks[info.key] = {**info.__dict__, "not_same_as": list(info.not_same_as)}
         placed[info.bpmn_id] = (task.file_name, task.line)
     _check_duties(user_tasks, placed, problems)
-    _check_deadline_names(user_tasks, forms, settings, placed, problems)
+    if None not in forms.values():  # a missing form's fields are unknown: its names would all look misspelt
+        _check_deadline_names(user_tasks, forms, settings, placed, problems)
     return user_tasks, forms
 
 
@@ -605,20 +607,23 @@ def _due_properties(properties: dict, label: str, file_name: str, line: int | No
         problems.add(file_name, line, f"{label}: due_in must be one of {', '.join(TIME_BASES)}, not '{due_in}'")
     if due_from not in DUE_FROM:
         problems.add(file_name, line, f"{label}: due_from must be one of {', '.join(DUE_FROM)}, not '{due_from}'")
-    for name, expression in (("due", due), ("due_by", due_by)):
+    fix = lint_expressions.fixed_value(due.strip("\"'"), "duration") if due else None
+    if fix:
+        problems.add(file_name, line, f"{label} property due '{due}' is not an ISO 8601 duration: write {fix}")
+    for name, expression in (("due", None if fix else due), ("due_by", due_by)):
         if expression and not (name == "due" and is_duration(expression)):
             for message in check_expression(expression, "eval"):
                 problems.add(file_name, line, f"{label} property {name}: {message}")
     return {"due": due, "due_in": due_in, "due_from": due_from, "due_by": due_by}
 
 
-def _check_deadline_names(user_tasks: dict[str, dict], forms: dict[str, Form | None], settings: dict,
+def _check_deadline_names(user_tasks: dict[str, dict], forms: dict[str, Form], settings: dict,
                           placed: dict[str, tuple[str, int | None]], problems: _Problems) -> None:
     """Deadline expressions may read only form fields and settings: a misspelt name is refused here, at deploy.
 
     (At run time a field the user left empty gives no deadline, so a typo would otherwise pass silently.)
     """
-    known = set(settings) | {f.name for form in forms.values() if form is not None for f in form.fields}
+    known = set(settings) | {f.name for form in forms.values() for f in form.fields}
     for raw in user_tasks.values():
         info = UserTaskInfo(**raw)
         for name, expression in (("due", info.due), ("due_by", info.due_by)):
@@ -640,11 +645,11 @@ def _check_start_timer(spec, start_timer: dict, file_name: str, lines: dict[str,
                      f"(also found: {', '.join(others)})")
 
 
-def _find_form(forms_dir: Path, info: UserTaskInfo, file_name: str, line: int | None,
+def _find_form(forms_dir: Path, bpmn_id: str, form_key: str, file_name: str, line: int | None,
                problems: _Problems) -> Form | None:
-    path = forms_dir / f"{info.form}.yaml"
+    path = forms_dir / f"{form_key}.yaml"
     if not path.exists():
-        problems.add(file_name, line, f"user task '{info.bpmn_id}' names form '{info.form}', but {path} does not exist")
+        problems.add(file_name, line, f"user task '{bpmn_id}' names form '{form_key}', but {path} does not exist")
         return None
     try:
         return load_form_file(path)

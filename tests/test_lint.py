@@ -249,3 +249,25 @@ def test_shipped_processes_lint_clean():
 @pytest.mark.parametrize("path", [p for p in SHIPPED if p.suffix == ".bpmn"], ids=lambda p: p.name)
 def test_every_shipped_bpmn_has_a_shape_per_flow_node_and_an_edge_per_flow(path: Path):
     assert diagram.check(str(path), etree.parse(str(path)).getroot()) == []
+
+
+# --- checks that keep going ---------------------------------------------------------------------
+
+def test_a_due_property_with_days_after_the_t_is_reported_with_the_fix(tmp_path):
+    path = tmp_path / "task_deadlines.bpmn"
+    path.write_text((FIXTURES / "processes" / "task_deadlines.bpmn").read_text(encoding="utf-8")
+                    .replace('name="due" value="PT2H"', 'name="due" value="PT1D"'), encoding="utf-8")
+    problems = [p for p in lint(path) if "warning" not in p]
+    assert len(problems) == 1 and problems[0].endswith("property due 'PT1D' is not an ISO 8601 duration: write P1D")
+
+
+def test_user_tasks_are_checked_even_where_spiff_gives_up_on_the_process(tmp_path):
+    path = tmp_path / "user_tasks.bpmn"
+    path.write_text((LINT / "user_tasks.bpmn").read_text(encoding="utf-8").replace(
+        '<bpmn:intermediateCatchEvent id="wait_a_day" name="A day later">',
+        '<bpmn:serviceTask id="wait_a_day" name="A day later">').replace(
+        "</bpmn:intermediateCatchEvent>", "</bpmn:serviceTask>"), encoding="utf-8")
+    spiff_gave_up = lint(path)
+    assert any("serviceTask 'wait_a_day': A Service Task must have an operator" in p for p in spiff_gave_up)
+    assert [p.split(": ", 1)[1] for p in spiff_gave_up if "user task" in p or "lane" in p] == \
+        [p.split(": ", 1)[1] for p in lint(LINT / "user_tasks.bpmn")]

@@ -59,7 +59,7 @@ def timer_problems(expression: str, kind: str) -> list[str]:
         return [f"{problems[0]} (timer values are Python expressions)"]
     bare = sorted(name for name in data_names(expression) if _ISO_LOOKING.fullmatch(name))
     if bare:
-        return [f"{name} is read as a variable name; write \"{_fixed(name, kind) or name}\" with quotes "
+        return [f"{name} is read as a variable name; write \"{fixed_value(name, kind) or name}\" with quotes "
                 "(timer values are Python expressions)" for name in bare]
     tree = ast.parse(expression.strip(), mode="eval").body
     if isinstance(tree, ast.Constant) and isinstance(tree.value, str):
@@ -75,7 +75,7 @@ def _value_problems(value: str, kind: str) -> list[str]:
     try:
         _parse(value, kind)
     except (DurationError, ValueError, TypeError, OverflowError):
-        fix = _fixed(value, kind)
+        fix = fixed_value(value, kind)
         advice = f": write \"{fix}\" ({_why(value)})" if fix else f" ({_EXAMPLES[kind]})"
         return [f"\"{value}\" is not a valid ISO 8601 {_KIND_WORDS[kind]}{advice}"]
     return []
@@ -99,8 +99,9 @@ def _why(value: str) -> str:
     return "hours, minutes and seconds go after a T"
 
 
-def _fixed(value: str, kind: str) -> str | None:
-    """``value`` with each duration part on its side of the T (``PT1D`` → ``P1D``), if that makes it valid."""
+def fixed_value(value: str, kind: str) -> str | None:
+    """``value`` with each duration part on its side of the T (``PT1D`` → ``P1D``), if that makes it a valid ``kind``
+    ('duration' or 'cycle'); None when that does not help."""
     if kind == "date":
         return None
     components = value.strip().upper().split("/")
