@@ -383,10 +383,13 @@ def task_deadline(instance_id: int, definition: Definition, info: UserTaskInfo, 
     return due, escalate
 
 
-def reschedule(session: Session, instance: InstanceRow, workflow: BpmnWorkflow | None = None) -> None:
+def reschedule(session: Session, instance: InstanceRow, workflow: BpmnWorkflow | None = None,
+               active: list[TaskRow] | None = None) -> None:
     """Store when the instance next has work due: its earliest timer or its tasks' next escalation.
 
     With ``workflow`` the timer part is read from it; without, the stored ``timer_due_at`` stands.
+    ``active``, when the caller holds them, are all of the instance's task rows that may be active
+    (every open or claimed one among them): their escalation times are then read in memory, not queried.
     """
     if instance.status != InstanceStatus.RUNNING.value:
         instance.timer_due_at = instance.next_due_at = None
@@ -394,15 +397,23 @@ def reschedule(session: Session, instance: InstanceRow, workflow: BpmnWorkflow |
     if workflow is not None:
         timers = _waiting_timers(workflow)
         instance.timer_due_at = timers[0][1] if timers else None
-    candidates = [d for d in (instance.timer_due_at, store.next_escalation(session, instance.id, ACTIVE_TASK)) if d]
+    if active is None:
+        escalation = store.next_escalation(session, instance.id, ACTIVE_TASK)
+    else:
+        escalation = min((row.escalate_at for row in active if row.status in ACTIVE_TASK and row.escalate_at),
+                         default=None)
+    candidates = [d for d in (instance.timer_due_at, escalation) if d]
     instance.next_due_at = min(candidates) if candidates else None
 
 
 # --- moving an instance on -------------------------------------------------------------------
 
 def _sync_tasks(session: Session, instance: InstanceRow, definition: Definition, workflow: BpmnWorkflow,
-                actor: str, now: datetime) -> None:
-    """Make the instance's human tasks match the workflow's ready user tasks: create new, cancel vanished."""
+                actor: str, now: datetime) -> list[TaskRow]:
+    """Make the instance's human tasks match the workflow's ready user tasks: create new, cancel vanished.
+
+    Returns the instance's task rows that were active before or were created (the vanished ones now cancelled).
+    """
     with session.no_autoflush:  # saves a flush; statuses changed by this command are checked in memory here
         rows = {row.spiff_id: row for row in store.tasks_of_instance(session, instance.id, ACTIVE_TASK)
                 if row.status in ACTIVE_TASK}
@@ -421,33 +432,40 @@ def _sync_tasks(session: Session, instance: InstanceRow, definition: Definition,
             created_at=now, due_at=due_at, escalate_at=escalate_at, escalation_level=0))
         audit.record(session, EventKind.TASK_CREATED, actor, now, instance=instance, task_id=row.id,
                      data=task_created_data(info, due_at))
+        rows[spiff_id] = row
+    return list(rows.values())
 
 
 def _settle(session: Session, instance: InstanceRow, definition: Definition, workflow: BpmnWorkflow,
-            actor: str, now: datetime, before: dict) -> None:
-    """Record what the engine did since ``before``: its steps, the human tasks that follow, the end if reached."""
+            actor: str, now: datetime, before: dict) -> list[TaskRow]:
+    """Record what the engine did since ``before``: its steps, the human tasks that follow, the end if reached.
+
+    Returns the task rows :func:`_sync_tasks` returns.
+    """
     for step in automatic_steps(workflow, before):
         audit.record(session, EventKind.STEP_COMPLETED, actor, now, instance=instance, data=step)
-    _sync_tasks(session, instance, definition, workflow, actor, now)
+    rows = _sync_tasks(session, instance, definition, workflow, actor, now)
     if workflow.is_completed():
         _move(instance, InstanceStatus.COMPLETED, f"complete instance {instance.id}")
         instance.ended_at = now
         audit.record(session, EventKind.INSTANCE_COMPLETED, actor, now, instance=instance,
                      data={"data": current_data(workflow)})
+    return rows
 
 
-def _save(session: Session, instance: InstanceRow, workflow: BpmnWorkflow, now: datetime) -> None:
+def _save(session: Session, instance: InstanceRow, workflow: BpmnWorkflow, now: datetime,
+          active: list[TaskRow] | None = None) -> None:
     _save_state(session, instance, workflow)
     instance.updated_at = now
-    reschedule(session, instance, workflow)
+    reschedule(session, instance, workflow, active)
 
 
 def _advance(session: Session, instance: InstanceRow, definition: Definition, workflow: BpmnWorkflow,
              actor: str, now: datetime, before: dict) -> None:
     """Run the engine to the next wait, then record steps, sync tasks, finish if ended, save and reschedule."""
     run_engine(instance.id, workflow)
-    _settle(session, instance, definition, workflow, actor, now, before)
-    _save(session, instance, workflow, now)
+    active = _settle(session, instance, definition, workflow, actor, now, before)
+    _save(session, instance, workflow, now, active)
 
 
 def _fire_due_timers(session: Session, instance: InstanceRow, definition: Definition, workflow: BpmnWorkflow,

@@ -23,8 +23,8 @@ from sqlalchemy import (JSON, DateTime, ForeignKey, Index, Integer, String, Text
                         UniqueConstraint, create_engine, event, func, inspect, or_, select, text)
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlalchemy.orm import (DeclarativeBase, Mapped, Session, mapped_column, relationship, selectinload, sessionmaker,
-                            undefer_group)
+from sqlalchemy.orm import (DeclarativeBase, Mapped, Session, make_transient_to_detached, mapped_column, relationship,
+                            selectinload, sessionmaker, undefer_group)
 from sqlalchemy.orm.exc import StaleDataError
 
 from .errors import ConcurrentUpdate, DatabaseUnavailable, NotFound, SchemaVersionError
@@ -36,6 +36,7 @@ T = TypeVar("T")
 _AFTER_COMMIT = "qproc_after_commit"
 _MEMO = "qproc_memo"
 _FILES = "files"
+_ORGANISATION_ID = "qproc_organisation_id"
 
 
 class UTCDateTime(TypeDecorator):
@@ -519,9 +520,16 @@ def chain_heads(session: Session) -> dict[int, tuple[int, str]]:
 # --- tasks -----------------------------------------------------------------------------------
 
 def add_task(session: Session, row: TaskRow) -> TaskRow:
-    """Insert a new human task and give it its id."""
+    """Insert a new human task and give it its id; it is then in the session like a row loaded from the database.
+
+    One INSERT of this row alone: the command's other pending changes (the instance row above all) are not
+    flushed with it, so each is written once, when the command ends.
+    """
+    table = TaskRow.__table__
+    values = {column.key: getattr(row, column.key) for column in table.columns if column.key != "id"}
+    row.id = session.connection().execute(table.insert().values(values).returning(table.c.id)).scalar_one()
+    make_transient_to_detached(row)
     session.add(row)
-    session.flush()
     return row
 
 
@@ -645,6 +653,7 @@ def add_organisation(session: Session, row: OrganisationRow) -> OrganisationRow:
     """Store a newly loaded organisation; it is in force from now on."""
     session.add(row)
     session.flush()
+    session.info[_ORGANISATION_ID] = row.id
     return row
 
 
@@ -654,8 +663,14 @@ def current_organisation(session: Session) -> OrganisationRow | None:
 
 
 def current_organisation_id(session: Session) -> int | None:
-    """The id of the organisation in force, or None before the first load (cheaper than loading the row)."""
-    return session.scalar(select(func.max(OrganisationRow.id)))
+    """The id of the organisation in force, or None before the first load (cheaper than loading the row).
+
+    Queried once per session: a command sees one organisation from start to end (its own load included).
+    """
+    found = session.info.get(_ORGANISATION_ID)
+    if found is None:
+        found = session.info[_ORGANISATION_ID] = session.scalar(select(func.max(OrganisationRow.id)))
+    return found
 
 
 def get_organisation(session: Session, organisation_id: int) -> OrganisationRow:
