@@ -20,11 +20,12 @@ from datetime import datetime, timezone
 from typing import Any, TypeVar
 
 from sqlalchemy import (JSON, DateTime, ForeignKey, Index, Integer, String, Text, TypeDecorator,
-                        UniqueConstraint, create_engine, event, func, inspect, or_, select, text)
+                        UniqueConstraint, create_engine, event, func, inspect, or_, select, text, union)
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.sql import Select
 from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlalchemy.orm import (DeclarativeBase, Mapped, Session, make_transient_to_detached, mapped_column, relationship,
-                            selectinload, sessionmaker, undefer_group)
+from sqlalchemy.orm import (DeclarativeBase, Mapped, Session, joinedload, make_transient_to_detached, mapped_column,
+                            relationship, sessionmaker, undefer_group)
 from sqlalchemy.orm.exc import StaleDataError
 
 from .errors import ConcurrentUpdate, DatabaseUnavailable, NotFound, SchemaVersionError
@@ -558,26 +559,44 @@ def active_task_names(session: Session, instance_id: int) -> list[tuple[int, str
 
 def inbox(session: Session, departments: list[str], statuses: tuple[str, ...], assignee: str | None = None,
           escalated_to: str | None = None, limit: int = 500, process: str | None = None) -> list[TaskRow]:
-    """Tasks in the given statuses of the given departments or escalated to ``escalated_to``, earliest due first.
+    """Tasks in the given statuses of the given departments or escalated to ``escalated_to``, earliest due first
+    (tasks without a due time last, then by id).
 
     With ``assignee`` only the tasks that person claimed or that were escalated to them; with
     ``process`` only tasks of that process's instances.
     """
-    owned = TaskRow.department.in_(departments)
-    if escalated_to is not None:
-        owned = or_(owned, TaskRow.escalated_to == escalated_to)
-    order = (TaskRow.due_at.is_(None), TaskRow.due_at, TaskRow.id)
-    # First the ids, sorted from the inbox index alone; then only those rows, and their instances by id.
-    # Sorting whole rows (joined to their instances) would read every matching task, so the time would
-    # grow with the department's open tasks instead of with the page shown.
-    ids = select(TaskRow.id).where(owned, TaskRow.status.in_(statuses)).order_by(*order).limit(limit)
+    narrow = []
     if assignee is not None:
-        ids = ids.where(or_(TaskRow.assignee == assignee, TaskRow.escalated_to == assignee))
+        narrow.append(or_(TaskRow.assignee == assignee, TaskRow.escalated_to == assignee))
     if process is not None:
-        ids = ids.where(TaskRow.instance_id.in_(select(InstanceRow.id).where(InstanceRow.process_key == process)))
-    query = (select(TaskRow).options(selectinload(TaskRow.instance).defer(InstanceRow.state))  # a list needs no state
-             .where(TaskRow.id.in_(ids)).order_by(*order))
+        narrow.append(TaskRow.instance_id.in_(select(InstanceRow.id).where(InstanceRow.process_key == process)))
+    # The first ``limit`` ids come from one short range of an index per department, status and due/undue part,
+    # each read in index order and cut at ``limit``: the time grows with the page, not with the department's
+    # open tasks (one sort over the whole department, or an OR of department and escalation, read them all).
+    first = []
+    for status in statuses:
+        for department in departments:
+            same = (TaskRow.department == department, TaskRow.status == status, *narrow)
+            first.append(_first(limit, (*same, TaskRow.due_at.is_not(None)), TaskRow.due_at, TaskRow.id))
+            first.append(_first(limit, (*same, TaskRow.due_at.is_(None)), TaskRow.id))
+        if escalated_to is not None:
+            first.append(_first(limit, (TaskRow.escalated_to == escalated_to, TaskRow.status == status, *narrow),
+                                *_INBOX_ORDER))
+    candidates = union(*first).subquery()
+    ids = (select(candidates.c.id)
+           .order_by(candidates.c.due_at.is_(None), candidates.c.due_at, candidates.c.id).limit(limit))
+    query = (select(TaskRow).options(joinedload(TaskRow.instance).defer(InstanceRow.state))  # a list needs no state
+             .where(TaskRow.id.in_(ids)).order_by(*_INBOX_ORDER))
     return list(session.scalars(query))
+
+
+_INBOX_ORDER = (TaskRow.due_at.is_(None), TaskRow.due_at, TaskRow.id)
+
+
+def _first(limit: int, where: tuple, *order) -> Select:
+    """(id, due_at) of the first ``limit`` tasks matching ``where`` in ``order``, as a subquery a union can take."""
+    branch = select(TaskRow.id, TaskRow.due_at).where(*where).order_by(*order).limit(limit).subquery()
+    return select(branch.c.id, branch.c.due_at)
 
 
 def overdue_tasks(session: Session, now: datetime, statuses: tuple[str, ...], limit: int = 1000) -> list[TaskRow]:

@@ -39,3 +39,33 @@ def test_after_commit_does_not_run_when_the_command_fails(db):
     with pytest.raises(RuntimeError):
         db.run(work)
     assert ran == []
+
+
+def test_inbox_lists_earliest_due_first_undated_last_escalated_once_and_stops_at_the_limit(gateway_db):
+    from conftest import at, tamper
+    from engine import runtime
+
+    started = [gateway_db.run(lambda s, n=n: runtime.start(s, "gateway_condition", "li.zhou", at(n)).id)
+               for n in range(8)]
+    tasks = gateway_db.run(lambda s: {t.instance_id: t.id for i in started
+                                      for t in store.tasks_of_instance(s, i, runtime.ACTIVE_TASK)})
+    ids = [tasks[i] for i in started]
+    # Mixed due times (two equal, two none), a claimed task, one of another department escalated to the clerk
+    # (listed once although it matches twice), one escalated to someone else, one completed.
+    layout = [("sales", "open", "2026-11-05 09:00", None), ("sales", "claimed", "2026-11-03 09:00", None),
+              ("sales", "open", None, None), ("quality", "open", "2026-11-04 09:00", "li.zhou"),
+              ("sales", "open", "2026-11-05 09:00", None), ("quality", "open", "2026-11-02 09:00", "hao.wu"),
+              ("sales", "completed", "2026-11-01 09:00", None), ("sales", "open", None, "li.zhou")]
+    for task_id, (department, status, due, escalated_to) in zip(ids, layout):
+        tamper(gateway_db, "UPDATE tasks SET department = :d, status = :s, due_at = :due, escalated_to = :e "
+                           "WHERE id = :id", d=department, s=status, due=due, e=escalated_to, id=task_id)
+
+    def inbox(limit, escalated_to="li.zhou", assignee=None):
+        return gateway_db.run(lambda s: [t.id for t in store.inbox(s, ["sales"], runtime.ACTIVE_TASK, limit=limit,
+                                                                   escalated_to=escalated_to, assignee=assignee)])
+
+    expected = [ids[1], ids[3], ids[0], ids[4], ids[2], ids[7]]
+    assert inbox(500) == expected
+    assert inbox(3) == expected[:3]
+    assert inbox(500, escalated_to=None) == [ids[1], ids[0], ids[4], ids[2], ids[7]]
+    assert inbox(500, assignee="li.zhou") == [ids[3], ids[7]]
