@@ -520,15 +520,18 @@ def chain_heads(session: Session) -> dict[int, tuple[int, str]]:
 
 # --- tasks -----------------------------------------------------------------------------------
 
+_TASK_VALUES = [column.key for column in TaskRow.__table__.columns if column.key != "id"]
+_INSERT_TASK = TaskRow.__table__.insert().returning(TaskRow.__table__.c.id)
+
+
 def add_task(session: Session, row: TaskRow) -> TaskRow:
     """Insert a new human task and give it its id; it is then in the session like a row loaded from the database.
 
     One INSERT of this row alone: the command's other pending changes (the instance row above all) are not
     flushed with it, so each is written once, when the command ends.
     """
-    table = TaskRow.__table__
-    values = {column.key: getattr(row, column.key) for column in table.columns if column.key != "id"}
-    row.id = session.connection().execute(table.insert().values(values).returning(table.c.id)).scalar_one()
+    values = {key: getattr(row, key) for key in _TASK_VALUES}
+    row.id = session.connection().execute(_INSERT_TASK, values).scalar_one()
     make_transient_to_detached(row)
     session.add(row)
     return row
