@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any, TypeVar
 
-from sqlalchemy import (JSON, DateTime, ForeignKey, Index, Integer, String, Text, TypeDecorator,
+from sqlalchemy import (JSON, DateTime, ForeignKey, Index, Integer, String, Text, TypeDecorator, bindparam,
                         UniqueConstraint, create_engine, event, func, inspect, or_, select, text, union)
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.sql import Select
@@ -545,12 +545,16 @@ def get_task(session: Session, task_id: int) -> TaskRow:
     return row
 
 
+# Statements every command runs, built once: building and keying a statement costs as much as running it.
+_TASKS_OF_INSTANCE = select(TaskRow).where(TaskRow.instance_id == bindparam("instance_id")).order_by(TaskRow.id)
+_TASKS_OF_INSTANCE_IN = _TASKS_OF_INSTANCE.where(TaskRow.status.in_(bindparam("statuses", expanding=True)))
+
+
 def tasks_of_instance(session: Session, instance_id: int, statuses: tuple[str, ...] | None = None) -> list[TaskRow]:
     """An instance's human tasks in creation order, optionally only those in the given statuses."""
-    query = select(TaskRow).where(TaskRow.instance_id == instance_id).order_by(TaskRow.id)
     if statuses:
-        query = query.where(TaskRow.status.in_(statuses))
-    return list(session.scalars(query))
+        return list(session.scalars(_TASKS_OF_INSTANCE_IN, {"instance_id": instance_id, "statuses": list(statuses)}))
+    return list(session.scalars(_TASKS_OF_INSTANCE, {"instance_id": instance_id}))
 
 
 def active_task_names(session: Session, instance_id: int) -> list[tuple[int, str]]:
@@ -684,6 +688,9 @@ def current_organisation(session: Session) -> OrganisationRow | None:
     return session.scalars(select(OrganisationRow).order_by(OrganisationRow.id.desc()).limit(1)).first()
 
 
+_CURRENT_ORGANISATION_ID = select(func.max(OrganisationRow.id))
+
+
 def current_organisation_id(session: Session) -> int | None:
     """The id of the organisation in force, or None before the first load (cheaper than loading the row).
 
@@ -691,7 +698,7 @@ def current_organisation_id(session: Session) -> int | None:
     """
     found = session.info.get(_ORGANISATION_ID)
     if found is None:
-        found = session.info[_ORGANISATION_ID] = session.scalar(select(func.max(OrganisationRow.id)))
+        found = session.info[_ORGANISATION_ID] = session.scalar(_CURRENT_ORGANISATION_ID)
     return found
 
 
