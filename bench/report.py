@@ -24,6 +24,7 @@ class Results:
     profile: str = ""
     levers: list = field(default_factory=list)
     lever_context: dict = field(default_factory=dict)
+    loads: list[tuple[str, float]] = field(default_factory=list)  # (group, 1-minute load average as it started)
 
 
 def _table(columns: list[str], rows: list[list[str]]) -> list[str]:
@@ -104,6 +105,11 @@ def _targets(r: Results) -> list[str]:
 def render(r: Results) -> str:
     """The whole BENCHMARKS.md."""
     out = ["# Benchmarks", "", *r.header, ""]
+    if r.loads:
+        loads = [load for _, load in r.loads]
+        out += [f"Load average (1 minute) of the 2-core machine during this run: {min(loads):.1f}–{max(loads):.1f}; "
+                "as each group of rows started: " + "; ".join(f"{group} {load:.1f}" for group, load in r.loads) + ".",
+                ""]
     out += ["## Targets", "", *_targets(r), ""]
     out += ["## qproc against the naive engine, per backend", "",
             "Workloads: `bench/processes/sequential_8.bpmn` (8 sequential user tasks in four lanes, forms "
@@ -126,15 +132,16 @@ def render(r: Results) -> str:
     ref = []
     if r.memory:
         ref.append(["SpiffWorkflow in memory, nothing stored (8-task instances/s)", r.memory.show(0)])
-    ref += [[f"{label}: small-row commits/s (one insert per transaction)", fig.show(0)]
+    ref += [[f"{label}: small-row commits/s (one insert per transaction; aggregate)", fig.show(0)]
             for label, fig in r.commit_rates.items()]
     out += [*_table(["limit", "measured"], ref), ""]
     out += ["## Scaling", ""]
     if r.levels:
         out += ["Stored instances (SQLite NORMAL): each filler instance is running with one open task; latency "
                 "is that of completing whole new 8-task instances; the inbox query is `qproc tasks` for a sales "
-                "clerk (`visible_departments` + `store.inbox`, up to 500 rows, in one transaction), and the same "
-                f"query for one page of {PAGE} rows.", ""]
+                "clerk exactly as the CLI queries it (`visible_departments` + `store.inbox`: the clerk's departments' "
+                "open and claimed tasks and those escalated to the clerk, up to 500 rows, in one transaction), and "
+                f"the same query for one page of {PAGE} rows.", ""]
         out += _table(["stored instances", "open tasks", "completion p50, ms", "completion p99, ms",
                        "CPU ms per completion", "inbox query (500 rows), ms", f"inbox page ({PAGE} rows), ms"],
                       [[f"{lv.stored:,}", f"{lv.open_tasks:,}", lv.p50_ms.show(2), lv.p99_ms.show(2),

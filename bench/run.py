@@ -77,8 +77,13 @@ def measure(cfg: suites.Config, pg_url: str | None, scratch: Path, profile: bool
     """Run every group of measurements."""
     pg_version = None
     results = Results(header=[])
+
+    def group(name: str) -> None:  # each group announced and its start's load average kept
+        load = os.getloadavg()[0]
+        results.loads.append((name, load))
+        _say(f"{name} (load average {load:.1f})")
     for sync in ("NORMAL", "FULL"):
-        _say(f"SQLite {sync}: qproc and the naive engine")
+        group(f"SQLite {sync}: qproc and the naive engine")
         db = Database(f"sqlite:///{scratch / f'qproc-{sync}.db'}", sqlite_synchronous=sync)
         naive = baseline.sqlite_connection(str(scratch / f"naive-{sync}.db"), sync)
         results.backends.append(suites.measure_backend(
@@ -87,13 +92,13 @@ def measure(cfg: suites.Config, pg_url: str | None, scratch: Path, profile: bool
         naive.close()
         results.commit_rates[f"SQLite WAL synchronous={sync}"] = suites.sqlite_commit_rate(
             scratch / f"commits-{sync}.db", sync, cfg)
-    _say("SpiffWorkflow in memory")
+    group("SpiffWorkflow in memory")
     results.memory = suites.in_memory(cfg)
-    _say("scaling: stored instances and inbox")
+    group("scaling: stored instances and inbox")
     db = Database(f"sqlite:///{scratch / 'scaling.db'}", sqlite_synchronous="NORMAL")
     results.levels = suites.scaling(db, cfg, scratch)
     db.dispose()
-    _say("scaling: process size")
+    group("scaling: process size")
     db = Database(f"sqlite:///{scratch / 'size.db'}", sqlite_synchronous="NORMAL")
     naive = baseline.sqlite_connection(str(scratch / "naive-size.db"), "NORMAL")
     results.size = suites.process_size(db, naive, cfg, scratch)
@@ -102,22 +107,25 @@ def measure(cfg: suites.Config, pg_url: str | None, scratch: Path, profile: bool
         with pg_database(pg_url) as url:
             connection = _pg_connection(url)
             pg_version = "PostgreSQL " + connection.execute("SHOW server_version").fetchone()[0].split()[0]
-            _say("PostgreSQL: qproc and the naive engine")
+            group("PostgreSQL: qproc and the naive engine")
             db = Database(url)
             results.backends.append(suites.measure_backend(
                 suites.Backend("PostgreSQL (one worker)", db, connection, "postgresql"), cfg, scratch))
             db.dispose()
             results.commit_rates["PostgreSQL"] = suites.commit_rate(lambda: _pg_connection(url), cfg, "%s")
-            _say("PostgreSQL: 1 and 4 workers")
+            results.commit_rates["PostgreSQL, 4 connections at once"] = suites.parallel_commit_rate(
+                lambda: _pg_connection(url), cfg)
+            group("PostgreSQL: 1 and 4 workers")
             results.workers = suites.pg_workers(url, cfg)
             connection.close()
     else:
         results.notes.append("PostgreSQL rows skipped (no server given).")
-    _say("levers")
+    group("levers")
     results.levers, results.lever_context = levers.measure(scratch)
     if profile:
-        _say("profile")
+        group("profile")
         results.profile = _profile(scratch)
+    results.loads.append(("end", os.getloadavg()[0]))
     results.header = _header(cfg, command, pg_version)
     return results
 

@@ -8,6 +8,7 @@ pair and then summarised.
 import multiprocessing
 import sqlite3
 import statistics
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -208,6 +209,33 @@ def commit_rate(connect, cfg: Config, placeholder: str = "?") -> Figure:
     return figure(rates)
 
 
+def parallel_commit_rate(connect, cfg: Config, connections: int = 4) -> Figure:
+    """Aggregate commits/s of ``connections`` threads, each committing one small-row insert per transaction
+    on its own connection (what a server's commit path allows several workers at once)."""
+    setup = connect()
+    setup.execute("CREATE TABLE IF NOT EXISTS bench_commits (id INTEGER PRIMARY KEY, payload TEXT)")
+    rates = []
+    for run in range(cfg.runs):
+        def commit_many(thread: int, run: int = run) -> None:
+            connection = connect()
+            for n in range(cfg.commits):
+                connection.execute("BEGIN")
+                connection.execute("INSERT INTO bench_commits (id, payload) VALUES (%s, %s)",
+                                   (((run * connections + thread) * cfg.commits) + n + 1, "x" * 100))
+                connection.execute("COMMIT")
+            connection.close()
+        threads = [threading.Thread(target=commit_many, args=(t,)) for t in range(connections)]
+        began = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        rates.append(connections * cfg.commits / (time.perf_counter() - began))
+    setup.execute("DROP TABLE bench_commits")
+    setup.close()
+    return figure(rates)
+
+
 def sqlite_commit_rate(path: Path, synchronous: str, cfg: Config) -> Figure:
     """Small-row commits/s of SQLite in WAL mode with the given synchronous setting."""
     return commit_rate(lambda: baseline.sqlite_connection(str(path), synchronous), cfg)
@@ -229,10 +257,11 @@ class Level:
 
 
 def inbox_query(db: Database, actor: str, limit: int = 500) -> float:
-    """Seconds for one ``qproc tasks`` as the actor (their departments' open and claimed tasks, up to ``limit``)."""
+    """Seconds for one ``qproc tasks`` as the actor, the query exactly as the CLI makes it: their departments'
+    open and claimed tasks and those escalated to them, up to ``limit``."""
     def work(session):
         departments = engine.visible_departments(session, actor, None)
-        return store.inbox(session, departments, engine.ACTIVE_TASK, limit=limit)
+        return store.inbox(session, departments, engine.ACTIVE_TASK, escalated_to=actor, limit=limit)
     began = time.perf_counter()
     db.run(work)
     return time.perf_counter() - began
