@@ -532,6 +532,8 @@ def add_task(session: Session, row: TaskRow) -> TaskRow:
     """
     values = {key: getattr(row, key) for key in _TASK_VALUES}
     row.id = session.connection().execute(_INSERT_TASK, values).scalar_one()
+    for key, value in values.items():  # every column held, so none is read back from the database
+        setattr(row, key, value)
     make_transient_to_detached(row)
     session.add(row)
     return row

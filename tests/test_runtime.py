@@ -230,3 +230,15 @@ def test_instance_is_hidden_from_uninvolved_departments(gateway_db):
 def test_startable_lists_only_processes_of_ones_start_department(gateway_db):
     assert [r.process_key for r in gateway_db.run(lambda s: runtime.startable(s, SALES))] == ["gateway_condition"]
     assert gateway_db.run(lambda s: runtime.startable(s, QUALITY)) == []
+
+
+def test_tasks_a_command_creates_are_whole_once_it_has_committed(gateway_db):
+    # As `qproc start` and `qproc complete` print them: the new tasks, read in the command, used after it.
+    instance_id, created = gateway_db.run(lambda s: (lambda i: (i.id, store.tasks_of_instance(s, i.id)))(
+        runtime.start(s, "gateway_condition", SALES, T0, business_key="K-1")))
+    [task] = created
+    assert (task.name, task.status, task.assignee, task.completed_at, task.data, task.escalated_to,
+            task.instance.business_key) == ("request", "open", None, None, None, None, "K-1")
+    [after] = gateway_db.run(lambda s: (runtime.complete(s, task.id, SALES, at(1), {"amount": 50}),
+                                        store.tasks_of_instance(s, instance_id, runtime.ACTIVE_TASK))[1])
+    assert (after.status, after.assignee, after.data, after.instance.business_key) == ("open", None, None, "K-1")
