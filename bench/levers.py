@@ -8,12 +8,13 @@ plus the SQL statements SQLite executes per completion (a count, not a time).
 
 import base64
 import json
+import sqlite3
 import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from engine import Database, audit, runtime, snapshot, store
 from engine.sandbox import make_script_engine
@@ -119,6 +120,37 @@ def _write_costs(session, instance_id: int) -> dict[str, float]:
     }
 
 
+def _sql_alone(driver: workload.Driver, path: Path) -> float:
+    """Best-of µs of exactly the SQL one completion ran (statements and parameters as SQLAlchemy sent them),
+    replayed through the bare sqlite3 driver on a copy of the database as the completion found it, in a
+    transaction that is rolled back each time: the floor under the ORM."""
+    sent: list[tuple[str, object, bool]] = []
+
+    def capture(_conn, _cursor, statement, parameters, _context, executemany):
+        sent.append((statement, parameters, executemany))
+    _, open_tasks = driver.start(process.process_key(8), "sql-alone", workload.T0)
+    before = path.with_name("sql-alone.db")  # the database as the completion found it, to replay against
+    with sqlite3.connect(str(path)) as source, sqlite3.connect(str(before)) as copy:
+        source.backup(copy)
+    event.listen(driver.db.engine, "before_cursor_execute", capture)
+    try:
+        task = open_tasks[0]
+        driver.complete(task, workload.sequential_answer(task.name, task.form_key, 0), workload.T0)
+    finally:
+        event.remove(driver.db.engine, "before_cursor_execute", capture)
+    connection = sqlite3.connect(str(before), isolation_level=None)
+
+    def replay():
+        cursor = connection.cursor()
+        for statement, parameters, many in sent:
+            (cursor.executemany if many else cursor.execute)(statement, parameters)
+            cursor.fetchall()
+        connection.execute("ROLLBACK")
+    micros = best_of(replay)
+    connection.close()
+    return micros
+
+
 def measure(scratch: Path) -> tuple[list[Lever], dict[str, float]]:
     """Each lever's micro-cost, and the context: best completion, statements per command."""
     db = Database(f"sqlite:///{scratch / 'levers.db'}", sqlite_synchronous="NORMAL")
@@ -180,7 +212,8 @@ def measure(scratch: Path) -> tuple[list[Lever], dict[str, float]]:
         Lever("deflate + base64 of the state", best_of(lambda: base64.b64encode(zlib.compress(plain, 1)).decode()),
               f"paid per save: {len(plain):,} B of JSON become {len(instance.state):,} B"),
     ]
-    context = {"best completion µs": best_completion, "statements per command": statements}
+    context = {"best completion µs": best_completion, "statements per command": statements,
+               "sql alone µs": _sql_alone(driver, scratch / "levers.db")}
     db.dispose()
     return levers, context
 

@@ -167,7 +167,10 @@ def render(r: Results) -> str:
                 "Each lever on its own, as the best of 200 repetitions of exactly the work it removes or adds (whole "
                 "commands swing more with the neighbours' load than most levers save). For scale: the best single "
                 f"completion in this run took {ctx['best completion µs']:,.0f} µs, and SQLite ran "
-                f"{ctx['statements per command']:.1f} SQL statements per command (BEGIN and COMMIT included).", ""]
+                f"{ctx['statements per command']:.1f} SQL statements per command (BEGIN and COMMIT included); "
+                f"exactly the statements of one completion, replayed through the bare sqlite3 driver (no "
+                f"SQLAlchemy, rolled back instead of committed), took {ctx.get('sql alone µs', float('nan')):,.0f} µs.",
+                ""]
         out += _table(["lever", "µs", "what"], [[lv.name, f"{lv.micros:,.0f}", lv.note] for lv in r.levers]) + [""]
     if r.profile:
         out += ["## Profile", "", "pyinstrument, qproc on SQLite NORMAL, 8-task instances (same run):", "", "```",
