@@ -535,6 +535,9 @@ def add_task(session: Session, row: TaskRow) -> TaskRow:
     for key, value in values.items():  # every column held, so none is read back from the database
         setattr(row, key, value)
     make_transient_to_detached(row)
+    stale = session.identity_map.get(session.identity_key(TaskRow, row.id))
+    if stale is not None:  # a row of a rolled-back savepoint (SQLite hands its id out again): it is gone
+        session.expunge(stale)
     session.add(row)
     return row
 

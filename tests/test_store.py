@@ -69,3 +69,30 @@ def test_inbox_lists_earliest_due_first_undated_last_escalated_once_and_stops_at
     assert inbox(3) == expected[:3]
     assert inbox(500, escalated_to=None) == [ids[1], ids[0], ids[4], ids[2], ids[7]]
     assert inbox(500, assignee="li.zhou") == [ids[3], ids[7]]
+
+
+def test_a_task_written_in_a_rolled_back_savepoint_leaves_nothing_behind(gateway_db):
+    # The worker does each due instance in a savepoint; one that fails must not spoil the next one's new tasks
+    # (SQLite hands the rolled-back row's id out again).
+    import contextlib
+
+    from conftest import T0
+    from engine import runtime
+
+    instance_id = gateway_db.run(lambda s: runtime.start(s, "gateway_condition", "li.zhou", T0).id)
+
+    def task(name):
+        return store.TaskRow(instance_id=instance_id, spiff_id=name, process="gateway_condition", name=name,
+                             title=name, department="sales", role=None, form_key="request", status="open",
+                             created_at=T0, escalation_level=0)
+
+    held = []  # the rolled-back row still referenced (as a traceback's frames may hold it)
+
+    def work(session):
+        with contextlib.suppress(RuntimeError), session.begin_nested():
+            held.append(store.add_task(session, task("rolled back")))
+            raise RuntimeError("this instance's work failed")
+        store.add_task(session, task("kept"))
+    gateway_db.run(work)
+    names = gateway_db.run(lambda s: [t.name for t in store.tasks_of_instance(s, instance_id)])
+    assert names == ["request", "kept"]
