@@ -594,6 +594,8 @@ def inbox(session: Session, departments: list[str], statuses: tuple[str, ...], a
         if escalated_to is not None:
             first.append(_first(limit, (TaskRow.escalated_to == escalated_to, TaskRow.status == status, *narrow),
                                 *_INBOX_ORDER))
+    if not first:
+        return []  # no department and no escalations to look in
     candidates = union(*first).subquery()
     ids = (select(candidates.c.id)
            .order_by(candidates.c.due_at.is_(None), candidates.c.due_at, candidates.c.id).limit(limit))

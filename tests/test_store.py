@@ -69,6 +69,7 @@ def test_inbox_lists_earliest_due_first_undated_last_escalated_once_and_stops_at
     assert inbox(3) == expected[:3]
     assert inbox(500, escalated_to=None) == [ids[1], ids[0], ids[4], ids[2], ids[7]]
     assert inbox(500, assignee="li.zhou") == [ids[3], ids[7]]
+    assert gateway_db.run(lambda s: store.inbox(s, [], runtime.ACTIVE_TASK)) == []  # nobody's inbox: empty
 
 
 def test_a_task_written_in_a_rolled_back_savepoint_leaves_nothing_behind(gateway_db):
