@@ -427,9 +427,9 @@ def _sync_tasks(session: Session, instance: InstanceRow, definition: Definition,
         info = task_info(definition, task)
         due_at, escalate_at = task_deadline(instance.id, definition, info, task, now, instance.started_at)
         row = store.add_task(session, TaskRow(
-            instance=instance, instance_id=instance.id, spiff_id=spiff_id, process=info.process, name=info.bpmn_id, title=info.title,
-            department=info.department, role=info.role, form_key=info.form, status=TaskStatus.OPEN.value,
-            created_at=now, due_at=due_at, escalate_at=escalate_at, escalation_level=0))
+            instance=instance, instance_id=instance.id, spiff_id=spiff_id, process=info.process, name=info.bpmn_id,
+            title=info.title, department=info.department, role=info.role, form_key=info.form,
+            status=TaskStatus.OPEN.value, created_at=now, due_at=due_at, escalate_at=escalate_at, escalation_level=0))
         audit.record(session, EventKind.TASK_CREATED, actor, now, instance=instance, task_id=row.id,
                      data=task_created_data(info, due_at))
         rows[spiff_id] = row

@@ -22,11 +22,11 @@ from typing import Any, TypeVar
 from sqlalchemy import (JSON, DateTime, ForeignKey, Index, Integer, String, Text, TypeDecorator, bindparam,
                         UniqueConstraint, create_engine, event, func, inspect, or_, select, text, union)
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.sql import Select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import (DeclarativeBase, Mapped, Session, joinedload, make_transient_to_detached, mapped_column,
                             relationship, sessionmaker, undefer_group)
 from sqlalchemy.orm.exc import StaleDataError
+from sqlalchemy.sql import Select
 
 from .errors import ConcurrentUpdate, DatabaseUnavailable, NotFound, SchemaVersionError
 
@@ -569,6 +569,9 @@ def active_task_names(session: Session, instance_id: int) -> list[tuple[int, str
     return [(task_id, name) for task_id, name in session.execute(query)]
 
 
+_INBOX_ORDER = (TaskRow.due_at.is_(None), TaskRow.due_at, TaskRow.id)  # earliest due first, undated last
+
+
 def inbox(session: Session, departments: list[str], statuses: tuple[str, ...], assignee: str | None = None,
           escalated_to: str | None = None, limit: int = 500, process: str | None = None) -> list[TaskRow]:
     """Tasks in the given statuses of the given departments or escalated to ``escalated_to``, earliest due first
@@ -602,9 +605,6 @@ def inbox(session: Session, departments: list[str], statuses: tuple[str, ...], a
     query = (select(TaskRow).options(joinedload(TaskRow.instance).defer(InstanceRow.state))  # a list needs no state
              .where(TaskRow.id.in_(ids)).order_by(*_INBOX_ORDER))
     return list(session.scalars(query))
-
-
-_INBOX_ORDER = (TaskRow.due_at.is_(None), TaskRow.due_at, TaskRow.id)
 
 
 def _first(limit: int, where: tuple, *order) -> Select:
