@@ -1,13 +1,14 @@
 """First run: an empty database becomes usable with the sample organisation, procedures and demo passwords."""
 
-from conftest import ORG_FILE, T0, fingerprint
+from conftest import ORG_FILE, ROOT, T0, fingerprint
 from engine import bootstrap, credentials, runtime, store
 from engine.demo import DEMO_PASSWORD
 
 
 def test_first_run_loads_sample_deploys_procedures_and_sets_demo_passwords(db):
     lines = bootstrap.first_run(db, T0)
-    assert [r.process_key for r in db.run(store.list_definitions)] == ["customer_complaint"]
+    shipped = {path.stem for path in (ROOT / "processes").glob("*.bpmn")}
+    assert {r.process_key for r in db.run(store.list_definitions)} == shipped
     assert db.run(lambda s: credentials.check_password(s, runtime.organisation(s), "li.zhou", DEMO_PASSWORD))
     assert any(DEMO_PASSWORD in line for line in lines)
 
