@@ -113,14 +113,25 @@ def test_a_procedure_revision_prefills_the_request_and_goes_to_the_management_re
     [request] = open_tasks(change_db, done.instance_id)
     view = change_db.run(lambda s: runtime.describe_task(s, request.id))
     assert {k: view.data[k] for k in DRAFT} == DRAFT
-    assert {f.name for f in view.form.fields} >= set(DRAFT)  # each item is a field of the request form
-    filled = {**DRAFT, "document_number": "QP-8.5-03", "document_title": "Customer complaint procedure",
+    fields = {f.name for f in view.form.fields}
+    assert {"document_kind", "revision_label", "change_note"} <= fields  # prefilled, editable
+    assert not {"process_key", "version"} & fields  # which draft: shown, not editable
+    filled = {"document_kind": "procedure", "revision_label": "A/1", "change_note": DRAFT["change_note"],
+              "document_number": "QP-8.5-03", "document_title": "Customer complaint procedure",
               "current_revision": "A/0", "change_reason": "Containment before analysis"}
     done = change(change_db, {"request_change": [filled]}, data=DRAFT)
     assert ("approve_by_mgmt_rep", "mgmt_rep") in done.inboxes
     status, data = outcome(change_db, done.instance_id)
-    assert status == "completed" and data["approved"] is True
+    assert status == "completed" and data["approved"] is True and data["document_kind"] == "procedure"
     assert (data["process_key"], data["version"], data["revision_label"]) == ("customer_complaint", 2, "A/1")
+
+
+def test_the_request_cannot_point_the_approval_at_another_draft(change_db):
+    done = change(change_db, until="request_change", data=DRAFT)
+    [request] = open_tasks(change_db, done.instance_id)
+    with pytest.raises(FormError) as refused:
+        complete(change_db, request.id, "mei.wang", at(30), {**REQUEST, "version": 3})
+    assert refused.value.problems == {"version": "is not a field of form 'document_change_request'"}
 
 
 def test_any_department_may_raise_a_change(change_db):
@@ -184,8 +195,8 @@ def test_bad_request_is_refused_with_each_field_named_and_changes_nothing(change
     before = fingerprint(change_db)
     with pytest.raises(FormError) as refused:
         complete(change_db, request.id, "mei.wang", at(1),
-                 {**REQUEST, "revision_label": "A1", "document_kind": "memo", "version": "0"})
-    assert set(refused.value.problems) == {"revision_label", "document_kind", "version"}
+                 {**REQUEST, "revision_label": "A1", "document_kind": "memo", "current_revision": "A/"})
+    assert set(refused.value.problems) == {"revision_label", "document_kind", "current_revision"}
     assert "pattern" in refused.value.problems["revision_label"]
     assert fingerprint(change_db) == before
     assert change_db.run(lambda s: store.get_task(s, request.id).status) == "open"
