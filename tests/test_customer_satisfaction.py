@@ -4,7 +4,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, T0, at, fingerprint
-from engine import runtime
+from engine import replay, runtime
 from engine.errors import ExpressionError, FormError
 from walk import complete, deploy_shipped, ended_at, history, open_tasks, outcome, walk
 
@@ -51,6 +51,7 @@ def test_low_score_on_a_return_visit_goes_to_quality_then_sales_replies(survey_d
     assert data["average_score"] == 2.6 and data["satisfied"] is False  # (2 + 4 + 3 + 1 + 3) / 5
     assert data["complaint_number"] == "CC-2026-014"
     assert ended_at(survey_db, done.instance_id) == ["closed_followed_up"]
+    assert survey_db.run(lambda s: replay.replay(s, done.instance_id)).match  # the score is re-derived alike
 
 
 def test_low_score_taken_by_sales_follows_the_same_path(survey_db):

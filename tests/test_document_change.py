@@ -4,7 +4,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, T0, at, fingerprint
-from engine import runtime, store
+from engine import replay, runtime, store
 from engine.errors import ExpressionError, Forbidden, FormError, Refusal
 from walk import complete, deploy_shipped, ended_at, open_tasks, outcome, signatures, walk
 
@@ -100,6 +100,7 @@ def test_rejected_change_revised_goes_through_review_and_approval_again(change_d
     assert [meaning for task, _, meaning in signatures(change_db, done.instance_id) if task == "approve_by_gm"] == \
         ["rejected", "approved"]
     assert outcome(change_db, done.instance_id)[1]["approved"] is True
+    assert change_db.run(lambda s: replay.replay(s, done.instance_id)).match  # the loop replays to the same end
 
 
 # --- the contract with procedure revisions (issue 6) -----------------------------------------------------
