@@ -1,12 +1,11 @@
 """The shipped customer satisfaction survey / return visit (P5, 客户满意度), driven path by path."""
 
 import pytest
-import yaml
 
-from conftest import ROOT, T0, at, fingerprint
+from conftest import T0, at, fingerprint
 from engine import replay, runtime
 from engine.errors import ExpressionError, FormError
-from walk import complete, deploy_shipped, ended_at, history, open_tasks, outcome, walk
+from walk import complete, deploy_shipped, edited_settings, ended_at, history, open_tasks, outcome, walk
 
 CONTACT = {"customer": "Hangzhou Motors", "contact_person": "Mr. Zhao 0571-8888", "product_model": "QX-200",
            "contact_method": "visit", "contact_date": "2026-11-02"}
@@ -85,10 +84,7 @@ def test_average_just_below_the_threshold_is_a_low_score(survey_db):
 @pytest.mark.parametrize("threshold, answers, satisfied", [(3.4, BORDERLINE, True), (4.8, HAPPY, False)])
 def test_the_threshold_is_configuration_and_reaching_it_is_satisfied(survey_db, tmp_path, threshold, answers,
                                                                      satisfied):
-    settings = yaml.safe_load((ROOT / "processes" / "settings.yaml").read_text(encoding="utf-8"))
-    settings["customer_satisfaction"]["satisfaction_threshold"] = threshold
-    edited = tmp_path / "settings.yaml"
-    edited.write_text(yaml.safe_dump(settings, allow_unicode=True), encoding="utf-8")
+    edited = edited_settings(tmp_path, lambda s: s["customer_satisfaction"].update(satisfaction_threshold=threshold))
     deploy_shipped(survey_db, "customer_satisfaction", settings_file=edited)
     done = survey(survey_db, {"survey_by_sales": [answers]}, until="follow_up")
     status, data = outcome(survey_db, done.instance_id)

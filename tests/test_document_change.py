@@ -1,12 +1,11 @@
 """The shipped document change procedure (P4, 文件控制程序), driven path by path as the departments would."""
 
 import pytest
-import yaml
 
-from conftest import ROOT, T0, at, fingerprint
+from conftest import T0, at, fingerprint
 from engine import replay, runtime, store
 from engine.errors import ExpressionError, Forbidden, FormError, Refusal
-from walk import complete, deploy_shipped, ended_at, open_tasks, outcome, signatures, walk
+from walk import complete, deploy_shipped, edited_settings, ended_at, open_tasks, outcome, signatures, walk
 
 REQUEST = {"document_kind": "procedure", "document_number": "QP-8.5-03",
            "document_title": "Customer complaint procedure 客户投诉处理程序", "current_revision": "A/0",
@@ -166,10 +165,7 @@ def test_approval_needs_the_head_of_the_approving_function(change_db):
 
 
 def test_who_approves_which_kind_is_configuration(change_db, tmp_path):
-    settings = yaml.safe_load((ROOT / "processes" / "settings.yaml").read_text(encoding="utf-8"))
-    settings["document_change"]["approver_by_kind"]["department"] = "mgmt_rep"
-    edited = tmp_path / "settings.yaml"
-    edited.write_text(yaml.safe_dump(settings, allow_unicode=True), encoding="utf-8")
+    edited = edited_settings(tmp_path, lambda s: s["document_change"]["approver_by_kind"].update(department="mgmt_rep"))
     deploy_shipped(change_db, "document_change", settings_file=edited)
     done = change(change_db, {"request_change": [{**REQUEST, "document_kind": "department"}]})
     assert ("approve_by_mgmt_rep", "mgmt_rep") in done.inboxes
@@ -177,10 +173,7 @@ def test_who_approves_which_kind_is_configuration(change_db, tmp_path):
 
 
 def test_a_kind_with_no_approver_configured_is_refused_at_review_and_changes_nothing(change_db, tmp_path):
-    settings = yaml.safe_load((ROOT / "processes" / "settings.yaml").read_text(encoding="utf-8"))
-    del settings["document_change"]["approver_by_kind"]["manual"]
-    edited = tmp_path / "settings.yaml"
-    edited.write_text(yaml.safe_dump(settings, allow_unicode=True), encoding="utf-8")
+    edited = edited_settings(tmp_path, lambda s: s["document_change"]["approver_by_kind"].pop("manual"))
     deploy_shipped(change_db, "document_change", settings_file=edited)
     done = change(change_db, {"request_change": [{**REQUEST, "document_kind": "manual"}]}, until="review_change")
     [review] = open_tasks(change_db, done.instance_id)

@@ -7,6 +7,9 @@ the signatures and the outcome of every path.
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
+
+import yaml
 
 from conftest import ROOT, T0
 from engine import audit, demo, runtime, store
@@ -35,6 +38,15 @@ def deploy_shipped(db, name: str, settings_file=None) -> None:
     processes = ROOT / "processes"
     db.run(lambda s: runtime.deploy(s, [processes / f"{name}.bpmn"], ROOT / "forms", "qiang.li", T0,
                                     settings_file=settings_file or processes / "settings.yaml"))
+
+
+def edited_settings(folder: Path, edit) -> Path:
+    """A copy of processes/settings.yaml in ``folder``, changed by ``edit`` (called with the parsed mapping)."""
+    settings = yaml.safe_load((ROOT / "processes" / "settings.yaml").read_text(encoding="utf-8"))
+    edit(settings)
+    path = folder / "settings.yaml"
+    path.write_text(yaml.safe_dump(settings, allow_unicode=True), encoding="utf-8")
+    return path
 
 
 def walk(db, process: str, starter: str, answers: dict[str, list[dict]], data: dict | None = None,
