@@ -431,7 +431,7 @@ def _prepare_processes(sources, org, forms_dir, settings, settings_file, problem
                 ladder = []
             try:
                 definition = _prepare_process(parser, process_key, file_of, by_artifact, org, forms_dir,
-                                              process_settings, ladder, problems)
+                                              process_settings, ladder, problems, settings)
             except Exception as err:  # noqa: BLE001 - a file from any modeler must get a message, not a traceback
                 problems.add(source.path, 0, f"could not finish checking process '{process_key}' "
                              f"({type(err).__name__}: {err}); please report it with the file")
@@ -450,7 +450,7 @@ def _prepare_processes(sources, org, forms_dir, settings, settings_file, problem
 
 
 def _prepare_process(parser, process_key, file_of, by_artifact, org, forms_dir, settings, ladder,
-                     problems: _Problems) -> Definition | None:
+                     problems: _Problems, all_settings: dict[str, dict]) -> Definition | None:
     own_file = file_of[process_key]
     try:
         spec, subprocess_specs, start_timer = _build_specs(
@@ -464,6 +464,7 @@ def _prepare_process(parser, process_key, file_of, by_artifact, org, forms_dir, 
         # Spiff gave up on the process, but its user tasks can still be checked from the XML.
         _check_user_tasks(_xml_user_tasks(by_artifact[own_file], process_key), org, forms_dir, settings, problems)
         return None
+    settings = {**_called_settings(all_settings, subprocess_specs), **settings}
     found_before = len(problems)
     if start_timer is not None:
         _check_start_timer(spec, start_timer, own_file, by_artifact[own_file].lines, problems)
@@ -493,6 +494,15 @@ def _prepare_process(parser, process_key, file_of, by_artifact, org, forms_dir, 
     }
     return Definition(process_key=process_key, name=manifest["name"], artifacts=artifacts, manifest=manifest,
                       spec=spec, subprocess_specs=subprocess_specs, forms=forms)
+
+
+def _called_settings(settings: dict[str, dict], called) -> dict[str, Any]:
+    """The settings of the processes a process calls (their escalation ladders aside): the called
+    process's tasks and deadlines read them from the data the caller passes in."""
+    merged: dict[str, Any] = {}
+    for process_key in called:
+        merged.update({k: v for k, v in settings.get(process_key, {}).items() if k != "escalation"})
+    return merged
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,8 @@
 """Walk a shipped procedure as its departments would: each open task done by someone of the department
 whose inbox holds it (its head when the task needs the head), one command per step, the clock moving on.
 
-Used by the procedure tests (document change, customer satisfaction) to assert the order of inboxes,
-the signatures and the outcome of every path.
+Used by the procedure tests (CAPA, customer complaint, document change, customer satisfaction) to assert
+the order of inboxes, the signatures and the outcome of every path.
 """
 
 from dataclasses import dataclass, field
@@ -32,12 +32,18 @@ class Walk:
         """(task, department) in the order the tasks appeared."""
         return [(task, department) for task, department, _ in self.steps]
 
+    @property
+    def tasks(self) -> list[str]:
+        """The tasks in the order they appeared."""
+        return [task for task, _, _ in self.steps]
 
-def deploy_shipped(db, name: str, settings_file=None) -> None:
-    """Deploy processes/<name>.bpmn with the shipped forms and settings (or ``settings_file``)."""
+
+def deploy_shipped(db, *names: str, settings_file=None) -> None:
+    """Deploy processes/<name>.bpmn for each name (a caller with the processes it calls) with the shipped forms
+    and settings (or ``settings_file``)."""
     processes = ROOT / "processes"
-    db.run(lambda s: runtime.deploy(s, [processes / f"{name}.bpmn"], ROOT / "forms", "qiang.li", T0,
-                                    settings_file=settings_file or processes / "settings.yaml"))
+    db.run(lambda s: runtime.deploy(s, [processes / f"{name}.bpmn" for name in names], ROOT / "forms", "qiang.li",
+                                    T0, settings_file=settings_file or processes / "settings.yaml"))
 
 
 def edited_settings(folder: Path, edit) -> Path:
@@ -68,11 +74,18 @@ def walk(db, process: str, starter: str, answers: dict[str, list[dict]], data: d
             return seen
         task = tasks[0]
         actor = (actors or {}).get(task.name) or doer(db, task)
+        assert task.id in [t.id for t in inbox(db, actor)], f"{task.name} is not in {actor}'s inbox"
         queue = queues[task.name]
         submitted = queue.pop(0) if len(queue) > 1 else queue[0]
         complete(db, task.id, actor, clock, submitted)
         seen.steps.append((task.name, task.department, actor))
     raise AssertionError(f"{process} did not finish: {seen.inboxes}")
+
+
+def inbox(db, user: str) -> list:
+    """The open and claimed tasks in ``user``'s inbox: their departments' and those escalated to them."""
+    return db.run(lambda s: store.inbox(s, runtime.visible_departments(s, user, None), runtime.ACTIVE_TASK,
+                                        escalated_to=user))
 
 
 def doer(db, task) -> str:
