@@ -121,10 +121,10 @@ class Backend:
 
 
 def compare(backend: Backend, driver: workload.Driver, process_key: str, answer, count: int, cfg: Config,
-            bpmn: Path) -> Comparison:
+            bpmn: tuple[Path, ...]) -> Comparison:
     """qproc and the naive engine on ``count`` instances of ``process_key`` per run, ``cfg.runs`` interleaved runs."""
     initial, coerced = driver.naive_inputs(process_key, answer)
-    spec, subprocess_specs = baseline.parse([str(bpmn)], process_key)
+    spec, subprocess_specs = baseline.parse([str(path) for path in bpmn], process_key)
     naive = baseline.NaiveEngine(backend.naive_connection, spec, subprocess_specs, backend.dialect)
     driver.run_instances(cfg.warmup, process_key, answer, f"warm-{process_key}")
     workload.run_naive(naive, cfg.warmup, initial, coerced)
@@ -172,9 +172,10 @@ class BackendResult:
 def measure_backend(backend: Backend, cfg: Config, scratch: Path) -> BackendResult:
     """The 8-task process and the customer complaint on one backend, qproc against the naive engine."""
     driver = workload.Driver.prepare(backend.db, (8,), scratch)
-    sequential = compare(backend, driver, SEQ, workload.sequential_answer, cfg.instances, cfg, process.SHIPPED)
+    sequential = compare(backend, driver, SEQ, workload.sequential_answer, cfg.instances, cfg,
+                         (process.SHIPPED,))
     complaint = compare(backend, driver, workload.COMPLAINT, workload.complaint_answer, cfg.complaints, cfg,
-                        workload.ROOT / "processes" / f"{workload.COMPLAINT}.bpmn")
+                        workload.COMPLAINT_FILES)
     checked = audit_speed(backend.db, sequential.ours[-1].instance_ids, cfg.runs)
     return BackendResult(backend.label, sequential, complaint, checked)
 

@@ -22,7 +22,9 @@ from . import process
 ROOT = Path(__file__).resolve().parent.parent
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=timezone.utc)
 COMPLAINT = "customer_complaint"
-# The complaint's longest common path: our responsibility, CAPA effective the first time (12 user tasks).
+# The complaint and the CAPA procedure it calls.
+COMPLAINT_FILES = (ROOT / "processes" / "customer_complaint.bpmn", ROOT / "processes" / "capa.bpmn")
+# The complaint's longest common path: our responsibility, CAPA effective the first time (18 user tasks).
 COMPLAINT_ANSWERS = next(s for s in SCENARIOS if s.key == "DEMO-2").answers
 ADMIN = "qiang.li"
 
@@ -77,7 +79,7 @@ class Driver:
             runtime.load_calendar(session, ROOT / "calendar.yaml", runtime.SYSTEM_ACTOR, T0)
             for n in steps:
                 engine.deploy(session, [process.write_process(n, scratch)], process.FORMS_DIR, ADMIN, T0)
-            engine.deploy(session, [processes / f"{COMPLAINT}.bpmn"], ROOT / "forms", ADMIN, T0,
+            engine.deploy(session, list(COMPLAINT_FILES), ROOT / "forms", ADMIN, T0,
                           settings_file=processes / "settings.yaml")
         db.run(work)
         return cls(db)

@@ -1,5 +1,6 @@
 """The demo: a fresh database with the shipped organisation and procedures, and three complaints run
-along different paths, each step a separate command by the right person, with a moving clock.
+along different paths (two through the CAPA procedure they call), each step a separate command by the
+right person, with a moving clock.
 """
 
 from dataclasses import dataclass, field
@@ -19,13 +20,26 @@ _INTAKE = {
 }
 _COMMON = {
     "approve_proceed": [{"proceed": "proceed", "approval_comment": "Forward to quality 转质量部"}],
-    "cause_analysis": [{"root_cause": "Solder voids on the power stage from a worn reflow profile",
-                        "failure_cause": "process", "containment": "Quarantine LOT-2026-1107; 100% X-ray",
-                        "corrective_action": "Re-qualify the reflow profile; add X-ray sampling",
-                        "preventive_action": "Monthly profile check in the control plan",
-                        "planned_completion": "2026-12-05"}],
+    # the CAPA (P3) the complaint calls
+    "form_team": [{"capa_source": "complaint", "source_reference": "SO-88231", "team_leader": "Wang Mei 王梅",
+                   "team_members": "Huang Bin 黄斌 (engineering), Song Yang 宋洋 (R&D), Liu Lei 刘磊 (quality)"}],
+    "describe_problem": [{"description": "Drives trip with overcurrent fault E07 after 2 h of operation",
+                          "customer": "Hangzhou Precision Motors 杭州精密电机", "product_model": "QX-200 servo drive",
+                          "quantity_affected": "12", "detected_at": "customer", "detected_on": "2026-11-02"}],
+    "contain_problem": [{"containment": "Quarantine LOT-2026-1107; 100% X-ray of stock", "suspect_quantity": "380",
+                         "contained_on": "2026-11-03"}],
+    "analyse_root_cause": [{"root_cause": "Solder voids on the power stage from a worn reflow profile",
+                            "failure_cause": "process", "analysis_method": "five_why",
+                            "escape_point": "X-ray sampling did not cover the power stage"}],
+    "plan_actions": [{"corrective_action": "Re-qualify the reflow profile; add X-ray sampling",
+                      "preventive_action": "Monthly profile check in the control plan", "action_owner": "Huang Bin 黄斌",
+                      "planned_completion": "2026-12-05"}],
     "approve_capa": [{"capa_decision": "approved", "capa_approval_comment": "Approved 同意"}],
     "implement_capa": [{"actions_taken": "Profile re-qualified, X-ray sampling added", "implemented_on": "2026-12-03"}],
+    "update_standards": [{"documents_updated": "work_instruction,control_plan",
+                          "document_numbers": "WI-SMT-004 B/0, CP-QX200 C/1", "change_requested": "yes"}],
+    "close_capa": [{"closure_summary": "Verified effective; work instruction and control plan revised",
+                    "closed_on": "2026-12-04"}],
     "final_disposition": [{"disposition": "Replace 12 units; CAPA closed", "capa_report": "8D report QA-8D-0412"}],
     "countersign_engineering": [{"engineering_agrees": "yes"}],
     "countersign_rnd": [{"rnd_agrees": "yes"}],
@@ -60,11 +74,10 @@ SCENARIOS = (
         verify_effectiveness=[{"effective": "yes", "verification_evidence": "0 voids in 200 X-rayed boards"}])),
     Scenario("Ours, first verification failed 我方责任,首次验证无效", "DEMO-3", _answers(
         quality_review=[{"facts_verified": "yes", "nonconformity": "confirmed", "responsibility": "ours"}],
-        cause_analysis=[_COMMON["cause_analysis"][0],
-                        {**_COMMON["cause_analysis"][0], "root_cause": "Voids also from a stencil aperture error",
-                         "corrective_action": "New stencil with corrected apertures"}],
-        approve_capa=_COMMON["approve_capa"] * 2,
-        implement_capa=_COMMON["implement_capa"] * 2,
+        analyse_root_cause=[_COMMON["analyse_root_cause"][0],
+                            {**_COMMON["analyse_root_cause"][0], "root_cause": "Voids also from a stencil aperture error"}],
+        plan_actions=[_COMMON["plan_actions"][0],
+                      {**_COMMON["plan_actions"][0], "corrective_action": "New stencil with corrected apertures"}],
         verify_effectiveness=[{"effective": "no", "verification_evidence": "Voids still on 7 of 200 boards"},
                               {"effective": "yes", "verification_evidence": "0 voids in 400 boards"}])),
 )

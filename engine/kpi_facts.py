@@ -37,6 +37,7 @@ class Names:
     satisfied: str
     capa_process: str
     capa_open_task: str
+    capa_cause_task: str
     capa_plan_task: str
     failure_cause: str
     planned_completion: str
@@ -139,8 +140,8 @@ class Complaint:
 class Capa:
     """The corrective and preventive action of one instance (run inside a complaint or on its own).
 
-    ``failure_cause`` is the one on its latest CAPA form; ``planned_completion`` the date committed
-    on its first, which it is measured against.
+    ``failure_cause`` is the one on its latest root cause form; ``planned_completion`` the date committed
+    on its first action plan, which it is measured against.
     """
 
     instance_id: int
@@ -279,6 +280,7 @@ def _capa(names: Names, instance_id, key, tasks, cancelled) -> Capa | None:
     opening = [t.created for t in capa_tasks if t.name == names.capa_open_task]
     if not opening:
         return None
+    cause_tasks = _done(capa_tasks, [names.capa_cause_task])
     plan_tasks = _done(capa_tasks, [names.capa_plan_task])
     plans = [t.data for t in plan_tasks]
     planned = plans[0].get(names.planned_completion) if plans else None
@@ -286,7 +288,7 @@ def _capa(names: Names, instance_id, key, tasks, cancelled) -> Capa | None:
     closings = [t.completed for t in _done(capa_tasks, [names.capa_close_task])
                 if names.capa_close_field is None or t.data.get(names.capa_close_field)]
     return Capa(instance_id, key, opening[0], plans=len(plans),
-                failure_cause=plans[-1].get(names.failure_cause) if plans else None,
-                corrections=[seq for t in plan_tasks for seq in t.corrections],
+                failure_cause=cause_tasks[-1].data.get(names.failure_cause) if cause_tasks else None,
+                corrections=sorted(seq for t in (*cause_tasks, *plan_tasks) for seq in t.corrections),
                 planned_completion=date.fromisoformat(planned) if planned else None, verifications=verifications,
                 closed=closings[0] if closings else None, cancelled=cancelled)

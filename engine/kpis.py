@@ -47,16 +47,17 @@ NAMES = Names(
     satisfaction_task="confirm_satisfaction",
     satisfaction_score="satisfaction_score",
     satisfied="satisfied",
-    capa_process="customer_complaint",       # the process whose user tasks below are the CAPA's
-    capa_open_task="cause_analysis",         # its first creation opens the CAPA
-    capa_plan_task="cause_analysis",         # the CAPA form: failure cause, planned completion
+    capa_process="capa",                     # P3, called from a complaint or started on its own: its user tasks below
+    capa_open_task="form_team",              # its first creation opens the CAPA
+    capa_cause_task="analyse_root_cause",    # the root cause form: the failure cause (the latest one counts)
+    capa_plan_task="plan_actions",           # the action plan: the planned completion (the first one counts)
     failure_cause="failure_cause",
     planned_completion="planned_completion",
     verify_task="verify_effectiveness",
     effective="effective",
-    capa_close_task="verify_effectiveness",  # its first completion with capa_close_field true closes the CAPA
-    capa_close_field="effective",            # None: any completion of capa_close_task closes it
-    settings_processes=("customer_complaint",),  # whose deployed settings hold the targets
+    capa_close_task="close_capa",            # its first completion (with capa_close_field true) closes the CAPA
+    capa_close_field=None,                   # None: any completion of capa_close_task closes it
+    settings_processes=("customer_complaint", "capa"),  # whose deployed settings hold the targets
 )
 
 
@@ -253,7 +254,7 @@ def _rates(rows: list[dict], column: str) -> list[dict[str, Any]]:
 
 
 def capa_on_time(history: History, period: Period) -> Figure:
-    """CAPAs closed in the period: the share closed by the completion date committed on the first CAPA form."""
+    """CAPAs closed in the period: the share closed by the completion date committed on the first action plan."""
     rows = []
     for capa in sorted((c for c in history.capas if period.holds(c.closed.at if c.closed else None)),
                        key=lambda c: c.closed.at):
@@ -483,7 +484,7 @@ KPIS: tuple[Kpi, ...] = (
         "complaint received within repeat_window_months before it.", repeat_complaints),
     Kpi("failure_causes", "Failure causes per quarter 失效原因(季度)",
         f"CAPAs opened (first task_created of '{N.capa_open_task}') in each quarter, to the period's end, by the "
-        f"'{N.failure_cause}' of their latest '{N.capa_plan_task}' form, against target_max_repeats_per_quarter.",
+        f"'{N.failure_cause}' of their latest '{N.capa_cause_task}' form, against target_max_repeats_per_quarter.",
         failure_causes),
     Kpi("pieces_per_occurrence", "Pieces per occurrence 每次不良数量",
         f"Complaints received in the period whose '{N.quantity}' exceeds target_max_pieces_per_occurrence.",

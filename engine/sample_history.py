@@ -61,8 +61,10 @@ DELIVERY_ISSUES = ("Two units short in the shipment", "Delivered a week after th
 
 # Median working delay in hours before each step is done, and the spread (log-normal sigma).
 DELAYS = {"intake": (0.4, 0.5), "approve_proceed": (0.7, 0.6), "quality_review": (5, 0.7),
-          "explain_to_customer": (16, 0.6), "cause_analysis": (28, 0.6), "approve_capa": (8, 0.7),
-          "implement_capa": (70, 0.5), "verify_effectiveness": (36, 0.5), "final_disposition": (8, 0.6),
+          "explain_to_customer": (16, 0.6), "form_team": (2, 0.6), "describe_problem": (3, 0.6),
+          "contain_problem": (6, 0.6), "analyse_root_cause": (20, 0.6), "plan_actions": (8, 0.6),
+          "approve_capa": (8, 0.7), "implement_capa": (70, 0.5), "verify_effectiveness": (36, 0.5),
+          "update_standards": (16, 0.6), "close_capa": (4, 0.6), "final_disposition": (8, 0.6),
           "countersign_engineering": (7, 0.6), "countersign_rnd": (9, 0.6), "handle_delivery": (20, 0.6),
           "reply_customer": (5, 0.6), "confirm_satisfaction": (48, 0.6)}
 SLOW_SHARE, SLOW_FACTOR = 0.08, 4.0
@@ -137,22 +139,33 @@ def _answer(task: str, p: Profile, rng: random.Random, now: datetime, received: 
                 "channel": rng.choice(("email", "email", "phone", "visit", "letter")), "complaint_type": p.kind,
                 "description": issue, "customer_request": rng.choice(("replace", "repair", "replace,capa_report")),
                 **({"customer_deadline": deadline.isoformat()} if deadline else {})}
-    cause = p.causes[0] if p.rounds.get("cause_analysis", 0) <= 1 else p.causes[1]
+    cause = p.causes[0] if p.rounds.get("analyse_root_cause", 0) <= 1 else p.causes[1]
     answers = {
         "approve_proceed": lambda: {"proceed": "return_to_sales" if p.returned and first else "proceed"},
         "quality_review": lambda: {"facts_verified": "yes", "nonconformity": "not_reproducible" if p.not_ours
                                    else "confirmed", "responsibility": "not_ours" if p.not_ours else "ours"},
         "explain_to_customer": lambda: {"explanation": "Site logs show operation outside the rated conditions",
                                         "customer_accepts": "yes"},
-        "cause_analysis": lambda: {"root_cause": rng.choice(ROOT_CAUSES[cause]), "failure_cause": cause,
-                                   "containment": "Quarantine the lot; 100% check of stock",
-                                   "corrective_action": "Correct the cause and add a check to the control plan",
-                                   "planned_completion": (today + timedelta(days=rng.randint(10, 21))).isoformat()},
+        "form_team": lambda: {"capa_source": "complaint", "team_leader": "Quality engineer",
+                              "team_members": "Quality, engineering and R&D engineers"},
+        "describe_problem": lambda: {"description": rng.choice(SYMPTOMS), "customer": p.customer,
+                                     "product_model": p.product, "quantity_affected": p.quantity,
+                                     "detected_at": "customer"},
+        "contain_problem": lambda: {"containment": "Quarantine the lot; 100% check of stock",
+                                    "suspect_quantity": rng.randint(20, 400), "contained_on": today.isoformat()},
+        "analyse_root_cause": lambda: {"root_cause": rng.choice(ROOT_CAUSES[cause]), "failure_cause": cause},
+        "plan_actions": lambda: {"corrective_action": "Correct the cause and add a check to the control plan",
+                                 "action_owner": "Process engineer",
+                                 "planned_completion": (today + timedelta(days=rng.randint(10, 21))).isoformat()},
         "approve_capa": lambda: {"capa_decision": "rejected" if p.rejected and first else "approved"},
         "implement_capa": lambda: {"actions_taken": "Actions implemented as planned",
                                    "implemented_on": today.isoformat()},
         "verify_effectiveness": lambda: {"effective": "no" if p.ineffective and first else "yes",
                                          "verification_evidence": "Sampling of the next lots"},
+        "update_standards": lambda: {"documents_updated": ["work_instruction", "control_plan"],
+                                     "change_requested": True},
+        "close_capa": lambda: {"closure_summary": "Verified effective; standards updated",
+                               "closed_on": today.isoformat()},
         "final_disposition": lambda: {"disposition": "Replace the affected units; CAPA closed"},
         "countersign_engineering": lambda: {"engineering_agrees": "yes"},
         "countersign_rnd": lambda: {"rnd_agrees": "no" if p.refused and first else "yes"},

@@ -154,10 +154,10 @@ def checks_db(org_db):
 
 @pytest.fixture
 def complaint_db(org_db):
-    """The organisation plus the shipped customer complaint procedure."""
+    """The organisation plus the shipped customer complaint procedure and the CAPA procedure it calls."""
     processes = ROOT / "processes"
-    org_db.run(lambda s: runtime.deploy(s, [processes / "customer_complaint.bpmn"], ROOT / "forms", "qiang.li", T0,
-                                        settings_file=processes / "settings.yaml"))
+    org_db.run(lambda s: runtime.deploy(s, [processes / "customer_complaint.bpmn", processes / "capa.bpmn"],
+                                        ROOT / "forms", "qiang.li", T0, settings_file=processes / "settings.yaml"))
     return org_db
 
 

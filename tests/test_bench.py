@@ -37,12 +37,12 @@ def sqlite_result(tmp_path_factory):
 def test_both_engines_complete_the_same_tasks_of_both_workloads(sqlite_result):
     assert [(t.completions, t.instances) for t in sqlite_result.sequential.ours] == [(8, 1)]
     assert [(t.completions, t.instances) for t in sqlite_result.sequential.naive] == [(8, 1)]
-    assert sqlite_result.complaint.ours[0].completions == sqlite_result.complaint.naive[0].completions == 12
+    assert sqlite_result.complaint.ours[0].completions == sqlite_result.complaint.naive[0].completions == 18
 
 
 def test_report_shows_targets_and_the_backend_table(sqlite_result):
     text = render(Results(header=["header"], backends=[sqlite_result]))
-    assert "## Targets" in text and "### SQLite" in text and "customer_complaint, 12 tasks" in text
+    assert "## Targets" in text and "### SQLite" in text and "customer_complaint, 18 tasks" in text
 
 
 def test_filler_stores_instances_each_with_one_open_task(tmp_path):

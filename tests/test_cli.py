@@ -173,10 +173,15 @@ def _to_capa_approval(qproc):
     [review] = json.loads(qproc("tasks", "--json", user="mei.wang")[1])
     assert qproc("complete", str(review["id"]), "--set", "facts_verified=yes", "--set", "nonconformity=confirmed",
                  "--set", "responsibility=ours", user="mei.wang")[0] == 0
-    [analysis] = json.loads(qproc("tasks", "--json", user="bin.huang")[1])
-    plan = ["--set", "root_cause=voids", "--set", "failure_cause=process", "--set", "containment=quarantine",
-            "--set", "corrective_action=reflow", "--set", "planned_completion=2026-12-05"]
-    assert qproc("complete", str(analysis["id"]), *plan, user="bin.huang")[0] == 0
+    capa_steps = [  # the CAPA the complaint calls, up to its action plan
+        ("mei.wang", "capa_source=complaint", "team_leader=Wang Mei", "team_members=Huang Bin"),
+        ("mei.wang", "description=E07", "product_model=QX-200", "quantity_affected=12", "detected_at=customer"),
+        ("bin.huang", "containment=quarantine", "suspect_quantity=300", "contained_on=2026-11-02"),
+        ("bin.huang", "root_cause=voids", "failure_cause=process"),
+        ("bin.huang", "corrective_action=reflow", "action_owner=Huang Bin", "planned_completion=2026-12-05")]
+    for user, *answers in capa_steps:
+        [task] = json.loads(qproc("tasks", "--json", user=user)[1])
+        assert qproc("complete", str(task["id"]), *[arg for a in answers for arg in ("--set", a)], user=user)[0] == 0
     [approval] = json.loads(qproc("tasks", "--json", user="jian.tang")[1])
     return approval["id"]
 
@@ -220,7 +225,7 @@ def test_task_shows_its_signature_and_separation_of_duties(deployed):
     code, out = deployed("task", str(approval), user="jian.tang")
     assert code == 0
     assert "Electronic signature: field:capa_decision" in out
-    assert "Separation of duties: not by whoever did cause_analysis in this instance" in out
+    assert "Separation of duties: not by whoever did plan_actions in this instance" in out
 
 
 def test_set_password_asks_twice_without_echoing(deployed, monkeypatch):

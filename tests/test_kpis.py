@@ -13,7 +13,10 @@ import pytest
 from conftest import ROOT
 from engine import corrections, demo, kpis, reports, runtime, store, timers
 from engine.errors import NotFound
-from test_customer_complaint import INTAKE, MEMBER, PLAN, STANDARD
+from test_customer_complaint import INTAKE, STANDARD
+import test_capa
+import walk
+from walk import MEMBER
 
 TZ = ZoneInfo("Asia/Shanghai")
 NOVEMBER_END = datetime(2026, 12, 1, tzinfo=TZ)
@@ -23,11 +26,18 @@ def local(day: int, hour: int, month: int = 11) -> datetime:
     return datetime(2026, month, day, hour, tzinfo=TZ)
 
 
+# The CAPA's 8D steps before its action plan take one hour together (its root cause analysis), its standards
+# update and closure none: the complaint's CAPA steps keep the times the figures below were computed with.
+CAPA_GAPS = {"form_team": [0], "describe_problem": [0], "contain_problem": [0], "plan_actions": [0],
+             "update_standards": [0], "close_capa": [0]}
+
+
 def run_complaint(db, received: datetime, answers: dict, gaps: dict | None = None, leave_open: str | None = None):
-    """Start a complaint at ``received`` and do its tasks in turn, each ``gaps[task]`` hours (default 1) after
-    the previous step; stop, leaving it open, at the task named ``leave_open``. Returns the instance id."""
+    """Start a complaint at ``received`` and do its tasks in turn, each ``gaps[task]`` hours (default 1, see
+    CAPA_GAPS) after the previous step; stop, leaving it open, at the task named ``leave_open``. Returns the
+    instance id."""
     queues = {name: list(values) for name, values in {**STANDARD, **answers}.items()}
-    waits = {name: list(values) for name, values in (gaps or {}).items()}
+    waits = {name: list(values) for name, values in {**CAPA_GAPS, **(gaps or {})}.items()}
     clock = received
     instance_id = db.run(lambda s: runtime.start(s, "customer_complaint", MEMBER["sales"], clock).id)
     while True:
@@ -73,8 +83,10 @@ def seeded(complaint_db):
         "fast": run_complaint(db, local(2, 9), {"intake": intake(customer="Acme", quantity_affected="2")}),
         "slow": run_complaint(db, local(3, 9), {
             "intake": intake(customer="acme ", quantity_affected="5"),
-            "cause_analysis": [{**PLAN, "planned_completion": "2026-11-10"},
-                               {**PLAN, "failure_cause": "material", "planned_completion": "2026-11-30"}],
+            "analyse_root_cause": [{"root_cause": "Solder voids", "failure_cause": "process"},
+                                   {"root_cause": "Capacitor batch", "failure_cause": "material"}],
+            "plan_actions": [{**STANDARD["plan_actions"][0], "planned_completion": "2026-11-10"},
+                             {**STANDARD["plan_actions"][0], "planned_completion": "2026-11-30"}],
             "verify_effectiveness": [{"effective": "no", "verification_evidence": "x"},
                                      {"effective": "yes", "verification_evidence": "y"}],
             "confirm_satisfaction": [{"satisfied": "yes", "satisfaction_score": "3", "customer_representative": "A"}]},
@@ -177,8 +189,9 @@ def test_failure_cause_over_the_quarterly_limit_is_a_miss(seeded, tmp_path):
     settings = tmp_path / "settings.yaml"
     text = (ROOT / "processes" / "settings.yaml").read_text(encoding="utf-8")
     settings.write_text(text.replace("target_max_repeats_per_quarter: 10", "target_max_repeats_per_quarter: 1"))
-    db.run(lambda s: runtime.deploy(s, [ROOT / "processes" / "customer_complaint.bpmn"], ROOT / "forms", "qiang.li",
-                                    local(20, 9), settings_file=settings))
+    processes = ROOT / "processes"
+    db.run(lambda s: runtime.deploy(s, [processes / "customer_complaint.bpmn", processes / "capa.bpmn"],
+                                    ROOT / "forms", "qiang.li", local(20, 9), settings_file=settings))
     figure = november(db).figure("failure_causes")
     assert (figure.target, figure.met) == (1, False)
     assert figure.tables["by quarter"][0] == {"quarter": "2026-Q4", "cause": "process", "count": 2, "over_limit": True}
@@ -221,8 +234,11 @@ def test_escalations_count_the_workers_escalation_events_by_department(seeded):
 def test_steps_with_due_times_are_rated_per_department(seeded):
     db, _ = seeded
     figure = november(db).figure("on_time_tasks")
-    assert (figure.value, figure.stats) == (0.9167, {"count": 12, "on_time": 11})
+    # engineering: containment (due in a day) on time twice; implementation (due by the planned completion)
+    # on time for fast and for slow's second round, late for slow's first (20 days, planned 10 Nov)
+    assert (figure.value, figure.stats) == (0.8824, {"count": 17, "on_time": 15})
     assert figure.tables["by department"] == [
+        {"department": "engineering", "count": 5, "on_time": 4, "late": 1, "share": 0.8},
         {"department": "mgmt_rep", "count": 3, "on_time": 2, "late": 1, "share": 0.6667},
         {"department": "sales", "count": 9, "on_time": 9, "late": 0, "share": 1.0}]
 
@@ -256,10 +272,20 @@ def test_a_renamed_reply_task_is_one_change_in_the_names_table(seeded, monkeypat
 
 def test_a_corrected_failure_cause_is_counted_as_corrected_and_traced(seeded):
     db, ids = seeded
-    plan = db.run(lambda s: next(t for t in store.tasks_of_instance(s, ids["fast"]) if t.name == "cause_analysis"))
+    plan = db.run(lambda s: next(t for t in store.tasks_of_instance(s, ids["fast"]) if t.name == "analyse_root_cause"))
     db.run(lambda s: corrections.correct(s, plan.id, plan.completed_by, local(25, 9), {"failure_cause": "supplier"},
                                          "analysis found the supplier's lot"))
     figure = november(db).figure("failure_causes")
     assert {r["cause"]: r["count"] for r in figure.tables["by cause"]} == {"process": 1, "material": 1, "supplier": 1}
     [row] = [r for r in figure.rows if r["instance"] == ids["fast"]]
     assert row["events"].startswith("#") and ", corrected #" in row["events"]
+
+
+def test_a_capa_started_on_its_own_counts_beside_the_complaints_capas(seeded):
+    db, ids = seeded
+    audit_capa = walk.walk(db, "capa", "mei.wang", test_capa.ANSWERS).instance_id  # an internal audit finding, 2 Nov
+    on_time = november(db).figure("capa_on_time")
+    assert (on_time.value, on_time.stats) == (0.6667, {"count": 3, "on_time": 2})
+    assert (audit_capa, "2026-11-20", True) in [(r["instance"], str(r["planned"]), r["on_time"]) for r in on_time.rows]
+    causes = november(db).figure("failure_causes").tables["by cause"]
+    assert {row["cause"]: row["count"] for row in causes} == {"process": 3, "material": 1}

@@ -151,6 +151,13 @@ def test_case_page_shows_diagram_with_the_current_step(web_app):
     assert 'class="shape userTask done" data-id="intake"' in page
 
 
+def test_case_page_marks_the_call_activity_current_while_the_capa_it_called_waits(web_app, web_db):
+    task_id = at_capa_approval(web_app, web_db)
+    page = browser(web_app, "jian.tang").get("/instances/1").text
+    assert 'class="shape callActivity current" data-id="run_capa"' in page
+    assert f"/tasks/{task_id}" in page  # the call activity links to the CAPA step waiting in the inbox
+
+
 def test_case_page_of_an_uninvolved_department_is_403(web_app):
     start_complaint(browser(web_app, "li.zhou"))
     assert browser(web_app, "mei.wang").get("/instances/1").status_code == 403

@@ -47,8 +47,14 @@ def at_capa_approval(web_app, web_db) -> int:
     steps = [("li.zhou", INTAKE),
              ("jian.tang", {"proceed": "proceed"}),
              ("mei.wang", {"facts_verified": "yes", "nonconformity": "confirmed", "responsibility": "ours"}),
-             ("bin.huang", {"root_cause": "Solder voids", "failure_cause": "process", "containment": "Quarantine",
-                            "corrective_action": "Re-qualify reflow", "planned_completion": "2026-12-05"})]
+             # the CAPA the complaint calls, up to its action plan
+             ("mei.wang", {"capa_source": "complaint", "team_leader": "Wang Mei", "team_members": "Huang Bin"}),
+             ("mei.wang", {"description": "E07 overcurrent", "product_model": "QX-200", "quantity_affected": 12,
+                           "detected_at": "customer"}),
+             ("bin.huang", {"containment": "Quarantine", "suspect_quantity": 300, "contained_on": "2026-11-02"}),
+             ("bin.huang", {"root_cause": "Solder voids", "failure_cause": "process"}),
+             ("bin.huang", {"corrective_action": "Re-qualify reflow", "action_owner": "Huang Bin",
+                            "planned_completion": "2026-12-05"})]
     client.post("/api/processes/customer_complaint/instances", json={}, headers=api_token(client, "li.zhou"))
     for user, answers in steps:
         headers = api_token(client, user)

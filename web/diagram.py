@@ -329,6 +329,11 @@ def instance_svg(session, instance, task_url: Callable[[int], str]) -> str:
             continue
         root = ET.fromstring(text.encode("utf-8"))
         if root.find(f"bpmn:process[@id='{instance.process_key}']", NS) is not None:
-            return render(text, instance.process_key, done, {t.name for t in open_tasks}, chosen,
-                          {t.name: task_url(t.id) for t in open_tasks})
+            links = {t.name: task_url(t.id) for t in open_tasks}
+            # a task of a called process shows its call activity as the current step
+            for call in root.iterfind(f"bpmn:process[@id='{instance.process_key}']/bpmn:callActivity", NS):
+                inside = [t for t in open_tasks if t.process == call.get("calledElement")]
+                if inside:
+                    links.setdefault(call.get("id"), task_url(inside[0].id))
+            return render(text, instance.process_key, done, set(links), chosen, links)
     return ""
