@@ -151,3 +151,11 @@ def test_signed_task_says_so_and_completes_with_the_password(web_app, web_db):
     done = client.post(f"/api/tasks/{task_id}/complete", json={"data": {"capa_decision": "approved"},
                                                                 "password": "test-password"}, headers=headers)
     assert done.status_code == 200
+
+
+def test_a_nul_character_in_a_filter_or_process_id_is_422_not_a_server_error(web_app):
+    client = browser(web_app)
+    sales = api_token(client, "li.zhou")
+    assert client.get("/api/tasks", params={"process": "customer\x00complaint"}, headers=sales).status_code == 422
+    assert client.get("/api/tasks", params={"department": "sales\x00"}, headers=sales).status_code == 422
+    assert client.post("/api/processes/customer%00complaint/instances", json={}, headers=sales).status_code == 422

@@ -9,7 +9,7 @@ allowed), 404 (unknown), 409 (wrong state) or 422 (invalid, with ``problems`` pe
 from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
@@ -17,9 +17,7 @@ import engine
 
 from .auth import TOKEN_HOURS, api_user
 from .diagram import instance_svg
-from .params import Id
-
-_TEXT = r"^[^\x00]*$"
+from .params import TEXT, DepartmentFilter, Id, ProcessFilter, ProcessKey
 
 
 class Problem(BaseModel):
@@ -40,7 +38,7 @@ router = APIRouter(prefix="/api", tags=["qproc"], responses=_ERRORS)
 class TokenRequest(BaseModel):
     """A user's credentials."""
 
-    user: str = Field(min_length=1, max_length=200, pattern=_TEXT)
+    user: str = Field(min_length=1, max_length=200, pattern=TEXT)
     password: str = Field(min_length=1, max_length=1000)
 
 
@@ -142,7 +140,7 @@ class ProcessOut(BaseModel):
 class StartRequest(BaseModel):
     """What to start a case with."""
 
-    business_key: str | None = Field(None, max_length=200, pattern=_TEXT)
+    business_key: str | None = Field(None, max_length=200, pattern=TEXT)
     data: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -206,7 +204,7 @@ def processes(request: Request, user: str = Depends(api_user)) -> list[ProcessOu
 
 
 @router.post("/processes/{process}/instances", response_model=StartOut, status_code=201)
-def start(request: Request, body: StartRequest, process: str = Path(max_length=200),
+def start(request: Request, body: StartRequest, process: ProcessKey,
           user: str = Depends(api_user)) -> StartOut:
     """Start a case of a process (its newest version); its first task is usually the intake form."""
     def work(session):
@@ -219,8 +217,8 @@ def start(request: Request, body: StartRequest, process: str = Path(max_length=2
 
 
 @router.get("/tasks", response_model=list[TaskOut])
-def tasks(request: Request, department: str | None = Query(None, max_length=100),
-          process: str | None = Query(None, max_length=200), mine: bool = False, unclaimed: bool = False,
+def tasks(request: Request, department: DepartmentFilter = None,
+          process: ProcessFilter = None, mine: bool = False, unclaimed: bool = False,
           user: str = Depends(api_user)) -> list[TaskOut]:
     """The caller's inbox: open and claimed tasks of their departments (or one of them) and those escalated to
     them, earliest due first."""

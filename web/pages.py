@@ -7,7 +7,7 @@ every page needs a signed-in user, and what they may see or do is decided by the
 
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import RedirectResponse
 from starlette.datastructures import FormData
 
@@ -19,7 +19,7 @@ from . import fields
 from .auth import checked_form, csrf_token, local_path, page_user, sign_in, sign_out
 from .diagram import instance_svg
 from .i18n import LANGUAGES, pick, words
-from .params import Id
+from .params import DepartmentFilter, Id, ProcessFilter, ProcessKey
 
 router = APIRouter(include_in_schema=False)
 
@@ -91,8 +91,8 @@ def choose_language(request: Request, form: FormData = Depends(checked_form)):
 # --- inbox -----------------------------------------------------------------------------------
 
 @router.get("/")
-def inbox(request: Request, department: str | None = Query(None, max_length=100),
-          process: str | None = Query(None, max_length=200), show: str = Query("all", pattern="^(all|mine|unclaimed)$"),
+def inbox(request: Request, department: DepartmentFilter = None,
+          process: ProcessFilter = None, show: str = Query("all", pattern="^(all|mine|unclaimed)$"),
           user: str = Depends(page_user)):
     """The user's inbox: open and claimed tasks of their departments and those escalated to them, earliest due
     first, with filters."""
@@ -195,7 +195,7 @@ def start_page(request: Request, user: str = Depends(page_user)):
 
 
 @router.post("/start/{process}")
-def start(request: Request, process: str = Path(max_length=200), form: FormData = Depends(checked_form),
+def start(request: Request, process: ProcessKey, form: FormData = Depends(checked_form),
           user: str = Depends(page_user)):
     """Start a case and open its first task (the intake form) when it is the user's to fill."""
     key = str(form.get("business_key", "")).strip()[:200] or None
