@@ -28,6 +28,7 @@ from SpiffWorkflow.spiff.parser.process import VALIDATOR, SpiffBpmnParser
 from . import yamlfile
 from .calendars import CALENDAR, TIME_BASES, is_duration
 from .deadlines import DUE_FROM, FROM_TASK, DueRule, check_ladder
+from .decisions import StrictDecision
 from .directory import HEAD_ROLE, Organisation
 from .errors import DefinitionError
 from .forms import Form, load_form_file
@@ -132,8 +133,17 @@ def content_hash(artifacts: dict[str, str], manifest: dict[str, Any]) -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
+class _Parser(SpiffBpmnParser):
+    """Spiff's parser whose business rule tasks refuse inputs their table has no rule for (see engine.decisions)."""
+
+    def get_engine(self, decision_ref, node):
+        super().get_engine(decision_ref, node)  # parses the table, or says which decisions exist
+        found = self.dmn_parsers[decision_ref]
+        return StrictDecision(found.decision, found.filename)
+
+
 def _parser(validate: bool) -> SpiffBpmnParser:
-    return SpiffBpmnParser(validator=VALIDATOR if validate else None)
+    return _Parser(validator=VALIDATOR if validate else None)
 
 
 def _add_source(parser: SpiffBpmnParser, name: str, text: str) -> None:
