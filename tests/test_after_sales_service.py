@@ -1,0 +1,324 @@
+"""The shipped after-sales service procedure (P2) and its problem-level table, driven path by path as the
+departments would: who gets each task, which branch each answer takes, and what the history keeps."""
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from conftest import ROOT, T0, fingerprint
+from engine import audit, demo, replay, runtime, store, timers
+from engine.errors import ExpressionError, FormError
+
+PROCESSES = ROOT / "processes"
+MEMBER = {"service": "yan.sun", "tech_support": "yu.guo", "tech_mgmt": "jing.zheng", "rnd": "yang.song",
+          "gm": "xiaoming.deng", "finance": "ning.peng"}
+REQUEST = {"customer": "Wuxi Water Works", "contact": "Mr. Qian 0510-8888", "product_model": "QX-200",
+           "serial_number": "SN-1001", "channel": "phone", "symptom": "Display freezes after start-up",
+           "warranty_status": "in_warranty", "site_address": "Wuxi, Binhu district", "distance_km": "120",
+           "fault_kind": "operation", "fault_cause": "none", "quick_fix": "yes"}
+HANDLED_REMOTELY = {"diagnosis": "Wrong start-up parameter", "solution": "Reset parameters by phone",
+                    "on_site_needed": "no", "caused_by_us": "no"}
+REPORT = {"work_done": "Parameters reset", "hours_spent": "1.5", "resolved": "yes", "customer_confirmed": "yes",
+          "customer_representative": "Qian"}
+STANDARD = {
+    "register_request": [REQUEST],
+    "handle_problem": [HANDLED_REMOTELY],
+    "approve_handling": [{"handling_decision": "approved"}],
+    "confirm_problem": [{"reproduced": "yes", "confirmation_findings": "Reproduced on the test bench"}],
+    "solve_problem": [{"rnd_root_cause": "Watchdog disabled in firmware 2.1", "rnd_solution": "Firmware 2.2",
+                       "solution_kind": "software_change", "on_site_needed": "no"}],
+    "decide_warranty": [{"in_warranty": "yes", "used_per_manual": "yes"}],
+    "quote_service": [{"parts_cost": "800", "labour_cost": "300", "travel_cost": "100", "list_price": "1200"}],
+    "approve_quote": [{"quote_decision": "approved"}],
+    "dispatch_engineer": [{"engineer": "Guo Yu", "planned_arrival": "2026-11-03T09:00:00+08:00"}],
+    "arrive_on_site": [{"arrived_at": "2026-11-03T08:40:00+08:00"}],
+    "repair_on_site": [{"repair_done": "Replaced the main board", "repaired_at": "2026-11-03T12:00:00+08:00"}],
+    "provide_loan_unit": [{"loan_serial": "LOAN-07", "loan_delivered_at": "2026-11-04T10:00:00+08:00"}],
+    "service_report": [REPORT],
+    "satisfaction_survey": [{"satisfaction_score": "5", "response_score": "4"}],
+    "record_charge": [{"invoice_number": "INV-2026-118", "amount_received": "1200"}],
+    "return_visit": [{"visited_on": "2026-11-10", "visit_method": "phone", "still_working": "yes", "praise": "yes"}],
+}
+
+
+@pytest.fixture
+def service_db(org_db):
+    """The organisation plus the shipped after-sales service procedure and its problem-level table."""
+    deploy(org_db, [PROCESSES / "after_sales_service.bpmn", PROCESSES / "problem_level.dmn"])
+    return org_db
+
+
+def deploy(db, paths):
+    return db.run(lambda s: runtime.deploy(s, paths, ROOT / "forms", "qiang.li", T0,
+                                           settings_file=PROCESSES / "settings.yaml"))
+
+
+def active(db, instance_id):
+    return db.run(lambda s: store.tasks_of_instance(s, instance_id, runtime.ACTIVE_TASK))
+
+
+def do(db, task, data, now):
+    """Complete ``task`` as a member of its department (its head when the task needs the head)."""
+    org = db.run(runtime.organisation)
+    actor = org.departments[task.department].head if task.role else MEMBER[task.department]
+    password = db.run(lambda s: demo.signing_password(s, actor, now)) if db.run(
+        lambda s: runtime.rules_of(store.get_task(s, task.id))).signature else None
+    return db.run(lambda s: runtime.complete(s, task.id, actor, now, data, password=password))
+
+
+def drive(db, answers, until=None):
+    """Run a service request to its end (or until task ``until`` is open), half an hour per step; when no task
+    is open the worker fires what is due (the return visit).
+
+    Returns the (task, department) pairs in the order the inboxes received them, and the instance id.
+    """
+    queues = {name: list(values) for name, values in {**STANDARD, **answers}.items()}
+    clock = T0
+    instance_id = db.run(lambda s: runtime.start(s, "after_sales_service", MEMBER["service"], clock).id)
+    seen = []
+    for _ in range(60):
+        clock += timedelta(minutes=30)
+        tasks = active(db, instance_id)
+        if any(task.name == until for task in tasks):
+            return seen, instance_id
+        if not tasks:
+            instance = db.run(lambda s: store.get_instance(s, instance_id))
+            if instance.status != "running":
+                return seen, instance_id
+            clock = max(clock, instance.next_due_at + timedelta(minutes=1))
+            timers.fire_due(db, clock)
+            continue
+        task = tasks[0]
+        seen.append((task.name, task.department))
+        queue = queues[task.name]
+        do(db, task, queue.pop(0) if len(queue) > 1 else queue[0], clock)
+    raise AssertionError(f"service request did not finish: {seen}")
+
+
+def final(db, instance_id):
+    return db.run(lambda s: (store.get_instance(s, instance_id).status,
+                             runtime.instance_data(store.get_instance(s, instance_id))))
+
+
+def request(**changes):
+    return [{**REQUEST, **changes}]
+
+
+LEVEL_1_2_HANDLING = [("handle_problem", "tech_support"), ("approve_handling", "tech_support")]
+AFTER_FREE_REMOTE_FIX = [("decide_warranty", "service"), ("service_report", "tech_support"),
+                         ("satisfaction_survey", "service"), ("return_visit", "service")]
+
+
+# --- the paths, one scenario per branch ----------------------------------------------------------------
+
+def test_level_1_question_stays_with_technical_support_free_remote_and_closes(service_db):
+    seen, instance_id = drive(service_db, {})
+    assert seen == [("register_request", "service"), *LEVEL_1_2_HANDLING, *AFTER_FREE_REMOTE_FIX]
+    status, data = final(service_db, instance_id)
+    assert status == "completed"
+    assert data["problem_level"] == 1 and data["level_reason"].startswith("Solvable remotely")
+
+
+def test_level_3_goes_to_technical_management_then_rnd(service_db):
+    seen, instance_id = drive(service_db, {"register_request": request(
+        fault_kind="software", fault_cause="product_software", quick_fix="no")})
+    assert seen[:3] == [("register_request", "service"), ("confirm_problem", "tech_mgmt"), ("solve_problem", "rnd")]
+    assert seen[3:] == AFTER_FREE_REMOTE_FIX
+    assert final(service_db, instance_id)[1]["problem_level"] == 3
+
+
+def test_level_3_not_reproduced_is_handled_by_technical_support(service_db):
+    seen, _ = drive(service_db, {
+        "register_request": request(fault_kind="hardware", fault_cause="production_process"),
+        "confirm_problem": [{"reproduced": "no", "confirmation_findings": "Bench test passes 72 h"}]})
+    assert seen[:4] == [("register_request", "service"), ("confirm_problem", "tech_mgmt"), *LEVEL_1_2_HANDLING]
+
+
+def test_handling_sent_back_by_the_technical_support_manager_is_handled_again(service_db):
+    seen, _ = drive(service_db, {"approve_handling": [{"handling_decision": "rework", "handling_comment": "Check logs"},
+                                                      {"handling_decision": "approved"}]})
+    assert seen[:5] == [("register_request", "service"), *LEVEL_1_2_HANDLING, *LEVEL_1_2_HANDLING]
+
+
+def test_handling_approval_needs_the_technical_support_manager_not_the_engineer(service_db):
+    _, instance_id = drive(service_db, {}, until="approve_handling")
+    [approval] = active(service_db, instance_id)
+    before = fingerprint(service_db)
+    with pytest.raises(Exception, match="head"):
+        service_db.run(lambda s: runtime.complete(s, approval.id, "kai.luo", T0 + timedelta(hours=2),
+                                                  {"handling_decision": "approved"}))
+    assert fingerprint(service_db) == before
+
+
+def test_misuse_is_paid_within_the_discount_limit_and_finance_records_the_charge(service_db):
+    seen, instance_id = drive(service_db, {
+        "register_request": request(fault_kind="hardware", fault_cause="misuse"),
+        "decide_warranty": [{"in_warranty": "yes", "used_per_manual": "no"}],
+        "quote_service": [{"parts_cost": "800", "labour_cost": "200", "travel_cost": "80", "list_price": "1200"}]})
+    assert seen == [("register_request", "service"), *LEVEL_1_2_HANDLING, ("decide_warranty", "service"),
+                    ("quote_service", "service"), ("service_report", "tech_support"),
+                    ("satisfaction_survey", "service"), ("record_charge", "finance"), ("return_visit", "service")]
+    data = final(service_db, instance_id)[1]
+    assert data["problem_level"] == 1 and data["quote_total"] == 1080  # exactly 10% below the list: no approval
+
+
+def test_quote_more_than_10_percent_below_list_needs_the_general_manager_who_may_send_it_back(service_db):
+    seen, instance_id = drive(service_db, {
+        "decide_warranty": [{"in_warranty": "no", "used_per_manual": "yes"}],
+        "quote_service": [{"parts_cost": "800", "labour_cost": "200", "travel_cost": "70", "list_price": "1200"},
+                          {"parts_cost": "800", "labour_cost": "200", "travel_cost": "50", "list_price": "1200"}],
+        "approve_quote": [{"quote_decision": "rejected", "quote_comment": "Too low"},
+                          {"quote_decision": "approved"}]})
+    assert seen[3:8] == [("decide_warranty", "service"), ("quote_service", "service"), ("approve_quote", "gm"),
+                         ("quote_service", "service"), ("approve_quote", "gm")]
+    assert ("record_charge", "finance") in seen
+    events = service_db.run(lambda s: audit.history(s, instance_id))
+    approvals = [e for e in events if e.kind == "task_completed" and e.data["task"] == "approve_quote"]
+    assert {e.actor for e in approvals} == {"guoqiang.feng"}  # the general manager himself, not his deputy
+    assert final(service_db, instance_id)[1]["quote_total"] == 1050
+
+
+def test_level_2_on_site_repair_dispatches_an_engineer(service_db):
+    seen, instance_id = drive(service_db, {
+        "register_request": request(fault_kind="hardware", fault_cause="component_quality", quick_fix="no"),
+        "handle_problem": [{**HANDLED_REMOTELY, "on_site_needed": "yes", "caused_by_us": "yes"}]})
+    assert seen == [("register_request", "service"), *LEVEL_1_2_HANDLING, ("decide_warranty", "service"),
+                    ("dispatch_engineer", "service"), ("arrive_on_site", "tech_support"),
+                    ("repair_on_site", "tech_support"), *AFTER_FREE_REMOTE_FIX[1:]]
+    assert final(service_db, instance_id)[1]["problem_level"] == 2
+
+
+def test_not_repaired_within_12_hours_of_arrival_a_loan_unit_is_due_within_24_hours(service_db):
+    _, instance_id = drive(service_db, {"handle_problem": [{**HANDLED_REMOTELY, "on_site_needed": "yes"}]},
+                           until="repair_on_site")
+    [repair] = active(service_db, instance_id)
+    assert repair.due_at == repair.created_at + timedelta(hours=12)
+    timers.fire_due(service_db, repair.created_at + timedelta(hours=12, minutes=1))
+    loan, still_repairing = sorted(active(service_db, instance_id), key=lambda t: t.name != "provide_loan_unit")
+    assert (loan.name, loan.department) == ("provide_loan_unit", "service")
+    assert loan.due_at == loan.created_at + timedelta(hours=24)
+    assert still_repairing.id == repair.id  # the repair goes on beside the loan unit
+    later = repair.created_at + timedelta(hours=13)
+    do(service_db, loan, STANDARD["provide_loan_unit"][0], later)
+    do(service_db, repair, STANDARD["repair_on_site"][0], later + timedelta(minutes=30))
+    assert [(t.name, t.department) for t in active(service_db, instance_id)] == [("service_report", "tech_support")]
+
+
+def test_unresolved_or_unconfirmed_service_is_handled_again_at_its_level(service_db):
+    seen, _ = drive(service_db, {"service_report": [{**REPORT, "customer_confirmed": "no"}, REPORT]})
+    names = [name for name, _ in seen]
+    assert names[names.index("service_report") + 1:][:2] == ["handle_problem", "approve_handling"]
+    assert names.count("service_report") == 2
+
+
+def test_return_visit_waits_the_configured_working_days(service_db):
+    _, instance_id = drive(service_db, {}, until="satisfaction_survey")
+    [survey] = active(service_db, instance_id)
+    do(service_db, survey, STANDARD["satisfaction_survey"][0], T0 + timedelta(hours=4))  # Monday 21:00 Beijing
+    assert active(service_db, instance_id) == []
+    instance = service_db.run(lambda s: store.get_instance(s, instance_id))
+    # after hours, so three working days from Tuesday 08:30 (Beijing): Friday 08:30, 00:30 UTC
+    visit_due = datetime(2026, 11, 6, 0, 30, tzinfo=timezone.utc)
+    assert instance.next_due_at == visit_due
+    timers.fire_due(service_db, visit_due - timedelta(minutes=1))
+    assert active(service_db, instance_id) == []
+    timers.fire_due(service_db, visit_due + timedelta(minutes=1))
+    assert [(t.name, t.department) for t in active(service_db, instance_id)] == [("return_visit", "service")]
+
+
+# --- deadlines from the settings -------------------------------------------------------------------------
+
+def test_registration_is_due_within_24_hours_of_receipt(service_db):
+    instance_id = service_db.run(lambda s: runtime.start(s, "after_sales_service", "yan.sun", T0).id)
+    [register] = active(service_db, instance_id)
+    assert (register.department, register.due_at) == ("service", T0 + timedelta(hours=24))
+
+
+@pytest.mark.parametrize("distance, hours", [(0, 24), (300, 24), (300.5, 48), (1000, 48), (1001, 72), (4000, 72)])
+def test_arrival_deadline_follows_the_distance_table(service_db, distance, hours):
+    _, instance_id = drive(service_db, {"register_request": request(distance_km=str(distance)),
+                                        "handle_problem": [{**HANDLED_REMOTELY, "on_site_needed": "yes"}]},
+                           until="arrive_on_site")
+    [arrive] = active(service_db, instance_id)
+    assert (arrive.department, arrive.due_at) == ("tech_support", arrive.created_at + timedelta(hours=hours))
+
+
+# --- forms -----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("task_name, data, problem", [
+    ("register_request", {**REQUEST, "distance_km": "-5"}, "distance_km: must be at least 0"),
+    ("register_request", {**REQUEST, "fault_cause": "gremlins"}, "fault_cause: must be one of"),
+    ("satisfaction_survey", {"satisfaction_score": "6"}, "satisfaction_score: must be at most 5"),
+    ("satisfaction_survey", {"satisfaction_score": "0"}, "satisfaction_score: must be at least 1"),
+])
+def test_invalid_answers_are_refused_naming_the_field_and_change_nothing(service_db, task_name, data, problem):
+    _, instance_id = drive(service_db, {}, until=task_name)
+    [task] = active(service_db, instance_id)
+    before = fingerprint(service_db)
+    with pytest.raises(FormError, match=problem):
+        do(service_db, task, data, T0 + timedelta(hours=5))
+    assert fingerprint(service_db) == before
+
+
+# --- the problem-level table, row by row ----------------------------------------------------------------
+
+ROWS = [  # fault_kind, fault_cause, quick_fix -> level, first department after registration
+    ("capability", "none", "no", 4, "tech_mgmt"),
+    ("hardware", "hardware_design", "no", 4, "tech_mgmt"),
+    ("hardware", "production_process", "yes", 3, "tech_mgmt"),
+    ("hardware", "quality_control", "no", 3, "tech_mgmt"),
+    ("software", "product_software", "no", 3, "tech_mgmt"),
+    ("software", "system_design", "yes", 3, "tech_mgmt"),
+    ("hardware", "component_quality", "yes", 2, "tech_support"),
+    ("software", "local_software", "no", 2, "tech_support"),
+    ("operation", "none", "no", 2, "tech_support"),
+    ("hardware", "transport", "no", 1, "tech_support"),
+    ("hardware", "handling", "no", 1, "tech_support"),
+    ("hardware", "misuse", "yes", 1, "tech_support"),
+    ("operation", "none", "yes", 1, "tech_support"),
+]
+
+
+@pytest.mark.parametrize("kind, cause, quick, level, department", ROWS)
+def test_problem_level_table_row(service_db, kind, cause, quick, level, department):
+    instance_id = service_db.run(lambda s: runtime.start(s, "after_sales_service", "yan.sun", T0).id)
+    [register] = active(service_db, instance_id)
+    do(service_db, register, {**REQUEST, "fault_kind": kind, "fault_cause": cause, "quick_fix": quick}, T0)
+    [next_task] = active(service_db, instance_id)
+    assert next_task.department == department
+    assert service_db.run(lambda s: runtime.instance_data(store.get_instance(s, instance_id)))["problem_level"] == level
+
+
+def test_inputs_no_row_covers_are_refused_naming_the_table_and_inputs_and_change_nothing(service_db):
+    instance_id = service_db.run(lambda s: runtime.start(s, "after_sales_service", "yan.sun", T0).id)
+    [register] = active(service_db, instance_id)
+    before = fingerprint(service_db)
+    with pytest.raises(ExpressionError) as refused:
+        do(service_db, register, {**REQUEST, "fault_kind": "hardware", "fault_cause": "local_software"}, T0)
+    message = str(refused.value)
+    assert "decision table 'problem_level' (Problem level 问题等级) in dmn/problem_level.dmn has no rule" in message
+    assert "fault_kind='hardware', fault_cause='local_software', quick_fix=True" in message
+    assert "Classify problem level 判定问题等级" in message
+    assert fingerprint(service_db) == before
+    do(service_db, register, {**REQUEST, "fault_kind": "hardware", "fault_cause": "transport"}, T0)  # corrected
+    assert [t.name for t in active(service_db, instance_id)] == ["handle_problem"]
+
+
+# --- history ---------------------------------------------------------------------------------------------
+
+def test_history_keeps_every_step_the_level_decision_and_replays(service_db):
+    _, instance_id = drive(service_db, {"register_request": request(fault_kind="software",
+                                                                    fault_cause="local_software")})
+    events = service_db.run(lambda s: audit.history(s, instance_id))
+    assert events[0].kind == "instance_started" and events[-1].kind == "instance_completed"
+    completed = [(e.data["task"], e.actor) for e in events if e.kind == "task_completed"]
+    assert completed == [("register_request", "yan.sun"), ("handle_problem", "yu.guo"),
+                         ("approve_handling", "tao.he"), ("decide_warranty", "yan.sun"),
+                         ("service_report", "yu.guo"), ("satisfaction_survey", "yan.sun"),
+                         ("return_visit", "yan.sun")]
+    steps = [e.data["step"] for e in events if e.kind == "step_completed"]
+    assert "classify_level" in steps and "wait_return_visit" in steps
+    assert [e.data["timer"] for e in events if e.kind == "timer_fired"] == ["wait_return_visit"]
+    assert events[-1].data["data"]["problem_level"] == 2
+    assert service_db.run(lambda s: audit.verify(s, instance_id)).ok
+    assert service_db.run(lambda s: replay.replay(s, instance_id)).match
