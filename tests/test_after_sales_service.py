@@ -4,6 +4,7 @@ departments would: who gets each task, which branch each answer takes, and what 
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from lxml import etree
 
 from conftest import ROOT, T0, fingerprint
 from engine import audit, demo, replay, runtime, store, timers
@@ -322,3 +323,21 @@ def test_history_keeps_every_step_the_level_decision_and_replays(service_db):
     assert events[-1].data["data"]["problem_level"] == 2
     assert service_db.run(lambda s: audit.verify(s, instance_id)).ok
     assert service_db.run(lambda s: replay.replay(s, instance_id)).match
+
+
+# --- the diagram -----------------------------------------------------------------------------------------
+
+NS = {"bpmn": "http://www.omg.org/spec/BPMN/20100524/MODEL", "bpmndi": "http://www.omg.org/spec/BPMN/20100524/DI",
+      "di": "http://www.omg.org/spec/DD/20100524/DI"}
+
+
+@pytest.mark.parametrize("name", ["after_sales_service.bpmn", "funding_request.bpmn"])
+def test_diagram_draws_the_pool_every_lane_and_every_flow_with_its_route(name):
+    root = etree.parse(str(PROCESSES / name)).getroot()
+    shapes = {s.get("bpmnElement") for s in root.iterfind(".//bpmndi:BPMNShape", NS)}
+    pools_and_lanes = {el.get("id") for el in root.iterfind(".//bpmn:participant", NS)} | {
+        el.get("id") for el in root.iterfind(".//bpmn:lane", NS)}
+    assert pools_and_lanes - shapes == set()
+    routes = {e.get("bpmnElement"): len(e.findall("di:waypoint", NS)) for e in root.iterfind(".//bpmndi:BPMNEdge", NS)}
+    assert {f.get("id") for f in root.iterfind(".//bpmn:sequenceFlow", NS)} == set(routes)
+    assert min(routes.values()) >= 2
