@@ -1,6 +1,7 @@
 """The shipped after-sales service procedure (P2) and its problem-level table, driven path by path as the
 departments would: who gets each task, which branch each answer takes, and what the history keeps."""
 
+import re
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -45,8 +46,13 @@ STANDARD = {
 @pytest.fixture
 def service_db(org_db):
     """The organisation plus the shipped after-sales service procedure and its problem-level table."""
-    deploy(org_db, [PROCESSES / "after_sales_service.bpmn", PROCESSES / "problem_level.dmn"])
+    deploy(org_db, service_files())
     return org_db
+
+
+def service_files(table=PROCESSES / "problem_level.dmn"):
+    """The files a deployment of the after-sales service needs: its BPMN and its problem-level table."""
+    return [PROCESSES / "after_sales_service.bpmn", table]
 
 
 def deploy(db, paths):
@@ -288,6 +294,20 @@ def test_problem_level_table_row(service_db, kind, cause, quick, level, departme
     [next_task] = active(service_db, instance_id)
     assert next_task.department == department
     assert service_db.run(lambda s: runtime.instance_data(store.get_instance(s, instance_id)))["problem_level"] == level
+
+
+def test_a_row_removed_by_the_process_owner_leaves_a_gap_the_engine_names(org_db, tmp_path):
+    table = (PROCESSES / "problem_level.dmn").read_text(encoding="utf-8")
+    rule = re.search(r'      <rule id="rule_8">.*?</rule>\n', table, re.S).group(0)
+    assert "transport" in rule
+    (tmp_path / "problem_level.dmn").write_text(table.replace(rule, ""), encoding="utf-8")
+    deploy(org_db, service_files(table=tmp_path / "problem_level.dmn"))
+    instance_id = org_db.run(lambda s: runtime.start(s, "after_sales_service", "yan.sun", T0).id)
+    [register] = active(org_db, instance_id)
+    before = fingerprint(org_db)
+    with pytest.raises(ExpressionError, match="has no rule for the inputs fault_kind='hardware', fault_cause='transport'"):
+        do(org_db, register, {**REQUEST, "fault_kind": "hardware", "fault_cause": "transport"}, T0)
+    assert fingerprint(org_db) == before
 
 
 def test_inputs_no_row_covers_are_refused_naming_the_table_and_inputs_and_change_nothing(service_db):
