@@ -2,6 +2,7 @@
 technical departments would type it: which inbox each request lands in, by its problem level."""
 
 import json
+import re
 
 import pytest
 from click.testing import CliRunner
@@ -9,8 +10,8 @@ from click.testing import CliRunner
 from cli import main
 from conftest import CALENDAR_FILE, ORG_FILE, ROOT
 
-LEVEL_1 = ["fault_kind=operation", "fault_cause=none", "quick_fix=yes"]
-LEVEL_3 = ["fault_kind=hardware", "fault_cause=production_process", "quick_fix=no"]
+LEVEL_1 = ["fault_cause=operation_question", "quick_fix=yes"]
+LEVEL_3 = ["fault_cause=production_process", "quick_fix=no"]
 
 
 @pytest.fixture
@@ -72,10 +73,16 @@ def test_level_3_request_goes_to_technical_management_then_rnd(qproc):
     assert json.loads(qproc("show", "1", "--json", user="yang.song"))["data"]["problem_level"] == 3
 
 
-def test_facts_the_level_table_has_no_rule_for_are_refused_and_the_request_stays_to_register(qproc):
-    out = register(qproc, "SR-X", ["fault_kind=hardware", "fault_cause=local_software", "quick_fix=no"], exit_code=1)
+def test_a_gap_in_a_redeployed_table_is_refused_and_the_request_stays_to_register(qproc, tmp_path):
+    table = (ROOT / "processes" / "problem_level.dmn").read_text(encoding="utf-8")
+    (tmp_path / "problem_level.dmn").write_text(re.sub(r'      <rule id="rule_8">.*?</rule>\n', "", table, flags=re.S),
+                                                encoding="utf-8")
+    out = qproc("deploy", str(ROOT / "processes" / "after_sales_service.bpmn"), str(tmp_path / "problem_level.dmn"),
+                user="qiang.li")
+    assert "after_sales_service: deployed as version 2" in out
+    out = register(qproc, "SR-X", ["fault_cause=transport", "quick_fix=no"], exit_code=1)
     assert ("decision table 'problem_level' (Problem level 问题等级) in dmn/problem_level.dmn has no rule for the "
-            "inputs fault_kind='hardware', fault_cause='local_software', quick_fix=False") in " ".join(out.split())
+            "inputs fault_cause='transport', quick_fix=False") in " ".join(out.split())
     assert inbox(qproc, "yan.sun") == [("register_request", "service", "SR-X")]
     register(qproc, "SR-X", LEVEL_3)
     assert inbox(qproc, "jing.zheng") == [("confirm_problem", "tech_mgmt", "SR-X")]

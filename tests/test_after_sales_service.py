@@ -6,9 +6,11 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 from lxml import etree
+from SpiffWorkflow.util.task import TaskState
 
-from conftest import ROOT, T0, fingerprint
-from engine import audit, demo, replay, runtime, store, timers
+from conftest import ORG_FILE, ROOT, T0, fingerprint
+from engine import audit, clock, definitions, demo, replay, runtime, store, timers
+from engine.directory import Organisation
 from engine.errors import ExpressionError, FormError
 
 PROCESSES = ROOT / "processes"
@@ -17,7 +19,7 @@ MEMBER = {"service": "yan.sun", "tech_support": "yu.guo", "tech_mgmt": "jing.zhe
 REQUEST = {"customer": "Wuxi Water Works", "contact": "Mr. Qian 0510-8888", "product_model": "QX-200",
            "serial_number": "SN-1001", "channel": "phone", "symptom": "Display freezes after start-up",
            "warranty_status": "in_warranty", "site_address": "Wuxi, Binhu district", "distance_km": "120",
-           "fault_kind": "operation", "fault_cause": "none", "quick_fix": "yes"}
+           "fault_cause": "operation_question", "quick_fix": "yes"}
 HANDLED_REMOTELY = {"diagnosis": "Wrong start-up parameter", "solution": "Reset parameters by phone",
                     "on_site_needed": "no", "caused_by_us": "no"}
 REPORT = {"work_done": "Parameters reset", "hours_spent": "1.5", "resolved": "yes", "customer_confirmed": "yes",
@@ -127,8 +129,7 @@ def test_level_1_question_stays_with_technical_support_free_remote_and_closes(se
 
 
 def test_level_3_goes_to_technical_management_then_rnd(service_db):
-    seen, instance_id = drive(service_db, {"register_request": request(
-        fault_kind="software", fault_cause="product_software", quick_fix="no")})
+    seen, instance_id = drive(service_db, {"register_request": request(fault_cause="product_software", quick_fix="no")})
     assert seen[:3] == [("register_request", "service"), ("confirm_problem", "tech_mgmt"), ("solve_problem", "rnd")]
     assert seen[3:] == AFTER_FREE_REMOTE_FIX
     assert final(service_db, instance_id)[1]["problem_level"] == 3
@@ -136,7 +137,7 @@ def test_level_3_goes_to_technical_management_then_rnd(service_db):
 
 def test_level_3_not_reproduced_is_handled_by_technical_support(service_db):
     seen, _ = drive(service_db, {
-        "register_request": request(fault_kind="hardware", fault_cause="production_process"),
+        "register_request": request(fault_cause="production_process"),
         "confirm_problem": [{"reproduced": "no", "confirmation_findings": "Bench test passes 72 h"}]})
     assert seen[:4] == [("register_request", "service"), ("confirm_problem", "tech_mgmt"), *LEVEL_1_2_HANDLING]
 
@@ -159,7 +160,7 @@ def test_handling_approval_needs_the_technical_support_manager_not_the_engineer(
 
 def test_misuse_is_paid_within_the_discount_limit_and_finance_records_the_charge(service_db):
     seen, instance_id = drive(service_db, {
-        "register_request": request(fault_kind="hardware", fault_cause="misuse"),
+        "register_request": request(fault_cause="misuse"),
         "decide_warranty": [{"in_warranty": "yes", "used_per_manual": "no"}],
         "quote_service": [{"parts_cost": "800", "labour_cost": "200", "travel_cost": "80", "list_price": "1200"}]})
     assert seen == [("register_request", "service"), *LEVEL_1_2_HANDLING, ("decide_warranty", "service"),
@@ -187,7 +188,7 @@ def test_quote_more_than_10_percent_below_list_needs_the_general_manager_who_may
 
 def test_level_2_on_site_repair_dispatches_an_engineer(service_db):
     seen, instance_id = drive(service_db, {
-        "register_request": request(fault_kind="hardware", fault_cause="component_quality", quick_fix="no"),
+        "register_request": request(fault_cause="component_quality", quick_fix="no"),
         "handle_problem": [{**HANDLED_REMOTELY, "on_site_needed": "yes", "caused_by_us": "yes"}]})
     assert seen == [("register_request", "service"), *LEVEL_1_2_HANDLING, ("decide_warranty", "service"),
                     ("dispatch_engineer", "service"), ("arrive_on_site", "tech_support"),
@@ -269,67 +270,78 @@ def test_invalid_answers_are_refused_naming_the_field_and_change_nothing(service
 
 # --- the problem-level table, row by row ----------------------------------------------------------------
 
-ROWS = [  # fault_kind, fault_cause, quick_fix -> level, first department after registration
-    ("capability", "none", "no", 4, "tech_mgmt"),
-    ("hardware", "hardware_design", "no", 4, "tech_mgmt"),
-    ("hardware", "production_process", "yes", 3, "tech_mgmt"),
-    ("hardware", "quality_control", "no", 3, "tech_mgmt"),
-    ("software", "product_software", "no", 3, "tech_mgmt"),
-    ("software", "system_design", "yes", 3, "tech_mgmt"),
-    ("hardware", "component_quality", "yes", 2, "tech_support"),
-    ("software", "local_software", "no", 2, "tech_support"),
-    ("operation", "none", "no", 2, "tech_support"),
-    ("hardware", "transport", "no", 1, "tech_support"),
-    ("hardware", "handling", "no", 1, "tech_support"),
-    ("hardware", "misuse", "yes", 1, "tech_support"),
-    ("operation", "none", "yes", 1, "tech_support"),
+ROWS = [  # fault_cause, quick_fix -> level, first department after registration
+    ("need_not_met", "no", 4, "tech_mgmt"),
+    ("hardware_design", "yes", 4, "tech_mgmt"),
+    ("production_process", "yes", 3, "tech_mgmt"),
+    ("quality_control", "no", 3, "tech_mgmt"),
+    ("product_software", "no", 3, "tech_mgmt"),
+    ("system_design", "yes", 3, "tech_mgmt"),
+    ("component_quality", "yes", 2, "tech_support"),
+    ("local_software", "no", 2, "tech_support"),
+    ("operation_question", "no", 2, "tech_support"),
+    ("transport", "no", 1, "tech_support"),
+    ("handling", "yes", 1, "tech_support"),
+    ("misuse", "no", 1, "tech_support"),
+    ("operation_question", "yes", 1, "tech_support"),
 ]
 
 
-@pytest.mark.parametrize("kind, cause, quick, level, department", ROWS)
-def test_problem_level_table_row(service_db, kind, cause, quick, level, department):
+@pytest.mark.parametrize("cause, quick, level, department", ROWS)
+def test_problem_level_table_row(service_db, cause, quick, level, department):
     instance_id = service_db.run(lambda s: runtime.start(s, "after_sales_service", "yan.sun", T0).id)
     [register] = active(service_db, instance_id)
-    do(service_db, register, {**REQUEST, "fault_kind": kind, "fault_cause": cause, "quick_fix": quick}, T0)
+    do(service_db, register, {**REQUEST, "fault_cause": cause, "quick_fix": quick}, T0)
     [next_task] = active(service_db, instance_id)
     assert next_task.department == department
     assert service_db.run(lambda s: runtime.instance_data(store.get_instance(s, instance_id)))["problem_level"] == level
 
 
-def test_a_row_removed_by_the_process_owner_leaves_a_gap_the_engine_names(org_db, tmp_path):
+def test_every_answer_the_registration_form_allows_gets_exactly_one_level():
+    org = Organisation.from_yaml(ORG_FILE.read_text(encoding="utf-8"), str(ORG_FILE))
+    definition = next(d for d in definitions.prepare(service_files(), org, ROOT / "forms", PROCESSES / "settings.yaml")
+                      if d.process_key == "after_sales_service")
+    [causes] = [f.choices for f in definition.forms["service_request"].fields if f.name == "fault_cause"]
+    levels = {}
+    for cause in (choice.value for choice in causes):
+        for quick in (True, False):
+            workflow = runtime.new_workflow(definition, definition.settings)
+            with clock.running_at(T0):
+                workflow.do_engine_steps()
+                [register] = workflow.get_tasks(state=TaskState.READY, manual=True)
+                register.data.update({**REQUEST, "fault_cause": cause, "quick_fix": quick})
+                register.run()
+                workflow.do_engine_steps()
+            levels[cause, quick] = register.children[0].data["problem_level"]
+    assert levels == {(cause, quick): level for cause, _, level, _ in ROWS for quick in (True, False)
+                      if cause != "operation_question"} | {("operation_question", True): 1,
+                                                           ("operation_question", False): 2}
+
+
+def test_a_gap_left_in_the_table_is_refused_naming_the_table_and_the_inputs_and_changes_nothing(org_db, tmp_path):
     table = (PROCESSES / "problem_level.dmn").read_text(encoding="utf-8")
     rule = re.search(r'      <rule id="rule_8">.*?</rule>\n', table, re.S).group(0)
-    assert "transport" in rule
-    (tmp_path / "problem_level.dmn").write_text(table.replace(rule, ""), encoding="utf-8")
+    assert '? in ("transport", "handling", "misuse")' in rule
+    (tmp_path / "problem_level.dmn").write_text(table.replace(rule, ""), encoding="utf-8")  # a process owner's edit
     deploy(org_db, service_files(table=tmp_path / "problem_level.dmn"))
     instance_id = org_db.run(lambda s: runtime.start(s, "after_sales_service", "yan.sun", T0).id)
     [register] = active(org_db, instance_id)
     before = fingerprint(org_db)
-    with pytest.raises(ExpressionError, match="has no rule for the inputs fault_kind='hardware', fault_cause='transport'"):
-        do(org_db, register, {**REQUEST, "fault_kind": "hardware", "fault_cause": "transport"}, T0)
-    assert fingerprint(org_db) == before
-
-
-def test_inputs_no_row_covers_are_refused_naming_the_table_and_inputs_and_change_nothing(service_db):
-    instance_id = service_db.run(lambda s: runtime.start(s, "after_sales_service", "yan.sun", T0).id)
-    [register] = active(service_db, instance_id)
-    before = fingerprint(service_db)
     with pytest.raises(ExpressionError) as refused:
-        do(service_db, register, {**REQUEST, "fault_kind": "hardware", "fault_cause": "local_software"}, T0)
+        do(org_db, register, {**REQUEST, "fault_cause": "transport", "quick_fix": "no"}, T0)
     message = str(refused.value)
-    assert "decision table 'problem_level' (Problem level 问题等级) in dmn/problem_level.dmn has no rule" in message
-    assert "fault_kind='hardware', fault_cause='local_software', quick_fix=True" in message
-    assert "Classify problem level 判定问题等级" in message
-    assert fingerprint(service_db) == before
-    do(service_db, register, {**REQUEST, "fault_kind": "hardware", "fault_cause": "transport"}, T0)  # corrected
-    assert [t.name for t in active(service_db, instance_id)] == ["handle_problem"]
+    assert "at step 'Classify problem level 判定问题等级' (classify_level)" in message
+    assert ("decision table 'problem_level' (Problem level 问题等级) in dmn/problem_level.dmn has no rule for the "
+            "inputs fault_cause='transport', quick_fix=False") in message
+    assert fingerprint(org_db) == before
+    do(org_db, register, {**REQUEST, "fault_cause": "component_quality"}, T0)  # a cause the table covers
+    assert [(t.name, t.department) for t in active(org_db, instance_id)] == [("handle_problem", "tech_support")]
 
 
 # --- history ---------------------------------------------------------------------------------------------
 
 def test_history_keeps_every_step_the_level_decision_and_replays(service_db):
-    _, instance_id = drive(service_db, {"register_request": request(fault_kind="software",
-                                                                    fault_cause="local_software")})
+    _, instance_id = drive(service_db, {"register_request": request(fault_cause="local_software")})
     events = service_db.run(lambda s: audit.history(s, instance_id))
     assert events[0].kind == "instance_started" and events[-1].kind == "instance_completed"
     completed = [(e.data["task"], e.actor) for e in events if e.kind == "task_completed"]
