@@ -9,13 +9,13 @@ from lxml import etree
 from SpiffWorkflow.util.task import TaskState
 
 from conftest import ORG_FILE, ROOT, T0, fingerprint
-from engine import audit, clock, definitions, demo, replay, runtime, store, timers
+from engine import audit, clock, definitions, replay, runtime, store, timers
 from engine.directory import Organisation
 from engine.errors import ExpressionError, FormError
+from walk import MEMBER as USUAL_MEMBER, complete, open_tasks, outcome
 
 PROCESSES = ROOT / "processes"
-MEMBER = {"service": "yan.sun", "tech_support": "yu.guo", "tech_mgmt": "jing.zheng", "rnd": "yang.song",
-          "gm": "xiaoming.deng", "finance": "ning.peng"}
+MEMBER = {**USUAL_MEMBER, "tech_support": "yu.guo", "tech_mgmt": "jing.zheng", "finance": "ning.peng"}
 REQUEST = {"customer": "Wuxi Water Works", "contact": "Mr. Qian 0510-8888", "product_model": "QX-200",
            "serial_number": "SN-1001", "channel": "phone", "symptom": "Display freezes after start-up",
            "warranty_status": "in_warranty", "site_address": "Wuxi, Binhu district", "distance_km": "120",
@@ -62,17 +62,10 @@ def deploy(db, paths):
                                            settings_file=PROCESSES / "settings.yaml"))
 
 
-def active(db, instance_id):
-    return db.run(lambda s: store.tasks_of_instance(s, instance_id, runtime.ACTIVE_TASK))
-
-
 def do(db, task, data, now):
     """Complete ``task`` as a member of its department (its head when the task needs the head)."""
-    org = db.run(runtime.organisation)
-    actor = org.departments[task.department].head if task.role else MEMBER[task.department]
-    password = db.run(lambda s: demo.signing_password(s, actor, now)) if db.run(
-        lambda s: runtime.rules_of(store.get_task(s, task.id))).signature else None
-    return db.run(lambda s: runtime.complete(s, task.id, actor, now, data, password=password))
+    actor = db.run(runtime.organisation).departments[task.department].head if task.role else MEMBER[task.department]
+    return complete(db, task.id, actor, now, data)
 
 
 def drive(db, answers, until=None):
@@ -87,7 +80,7 @@ def drive(db, answers, until=None):
     seen = []
     for _ in range(60):
         clock += timedelta(minutes=30)
-        tasks = active(db, instance_id)
+        tasks = open_tasks(db, instance_id)
         if any(task.name == until for task in tasks):
             return seen, instance_id
         if not tasks:
@@ -104,11 +97,6 @@ def drive(db, answers, until=None):
     raise AssertionError(f"service request did not finish: {seen}")
 
 
-def final(db, instance_id):
-    return db.run(lambda s: (store.get_instance(s, instance_id).status,
-                             runtime.instance_data(store.get_instance(s, instance_id))))
-
-
 def request(**changes):
     return [{**REQUEST, **changes}]
 
@@ -123,7 +111,7 @@ AFTER_FREE_REMOTE_FIX = [("decide_warranty", "service"), ("service_report", "tec
 def test_level_1_question_stays_with_technical_support_free_remote_and_closes(service_db):
     seen, instance_id = drive(service_db, {})
     assert seen == [("register_request", "service"), *LEVEL_1_2_HANDLING, *AFTER_FREE_REMOTE_FIX]
-    status, data = final(service_db, instance_id)
+    status, data = outcome(service_db, instance_id)
     assert status == "completed"
     assert data["problem_level"] == 1 and data["level_reason"].startswith("Solvable remotely")
 
@@ -132,7 +120,7 @@ def test_level_3_goes_to_technical_management_then_rnd(service_db):
     seen, instance_id = drive(service_db, {"register_request": request(fault_cause="product_software", quick_fix="no")})
     assert seen[:3] == [("register_request", "service"), ("confirm_problem", "tech_mgmt"), ("solve_problem", "rnd")]
     assert seen[3:] == AFTER_FREE_REMOTE_FIX
-    assert final(service_db, instance_id)[1]["problem_level"] == 3
+    assert outcome(service_db, instance_id)[1]["problem_level"] == 3
 
 
 def test_level_3_not_reproduced_is_handled_by_technical_support(service_db):
@@ -150,7 +138,7 @@ def test_handling_sent_back_by_the_technical_support_manager_is_handled_again(se
 
 def test_handling_approval_needs_the_technical_support_manager_not_the_engineer(service_db):
     _, instance_id = drive(service_db, {}, until="approve_handling")
-    [approval] = active(service_db, instance_id)
+    [approval] = open_tasks(service_db, instance_id)
     before = fingerprint(service_db)
     with pytest.raises(Exception, match="head"):
         service_db.run(lambda s: runtime.complete(s, approval.id, "kai.luo", T0 + timedelta(hours=2),
@@ -166,7 +154,7 @@ def test_misuse_is_paid_within_the_discount_limit_and_finance_records_the_charge
     assert seen == [("register_request", "service"), *LEVEL_1_2_HANDLING, ("decide_warranty", "service"),
                     ("quote_service", "service"), ("service_report", "tech_support"),
                     ("satisfaction_survey", "service"), ("record_charge", "finance"), ("return_visit", "service")]
-    data = final(service_db, instance_id)[1]
+    data = outcome(service_db, instance_id)[1]
     assert data["problem_level"] == 1 and data["quote_total"] == 1080  # exactly 10% below the list: no approval
 
 
@@ -183,7 +171,7 @@ def test_quote_more_than_10_percent_below_list_needs_the_general_manager_who_may
     events = service_db.run(lambda s: audit.history(s, instance_id))
     approvals = [e for e in events if e.kind == "task_completed" and e.data["task"] == "approve_quote"]
     assert {e.actor for e in approvals} == {"guoqiang.feng"}  # the general manager himself, not his deputy
-    assert final(service_db, instance_id)[1]["quote_total"] == 1050
+    assert outcome(service_db, instance_id)[1]["quote_total"] == 1050
 
 
 def test_level_2_on_site_repair_dispatches_an_engineer(service_db):
@@ -193,23 +181,23 @@ def test_level_2_on_site_repair_dispatches_an_engineer(service_db):
     assert seen == [("register_request", "service"), *LEVEL_1_2_HANDLING, ("decide_warranty", "service"),
                     ("dispatch_engineer", "service"), ("arrive_on_site", "tech_support"),
                     ("repair_on_site", "tech_support"), *AFTER_FREE_REMOTE_FIX[1:]]
-    assert final(service_db, instance_id)[1]["problem_level"] == 2
+    assert outcome(service_db, instance_id)[1]["problem_level"] == 2
 
 
 def test_not_repaired_within_12_hours_of_arrival_a_loan_unit_is_due_within_24_hours(service_db):
     _, instance_id = drive(service_db, {"handle_problem": [{**HANDLED_REMOTELY, "on_site_needed": "yes"}]},
                            until="repair_on_site")
-    [repair] = active(service_db, instance_id)
+    [repair] = open_tasks(service_db, instance_id)
     assert repair.due_at == repair.created_at + timedelta(hours=12)
     timers.fire_due(service_db, repair.created_at + timedelta(hours=12, minutes=1))
-    loan, still_repairing = sorted(active(service_db, instance_id), key=lambda t: t.name != "provide_loan_unit")
+    loan, still_repairing = sorted(open_tasks(service_db, instance_id), key=lambda t: t.name != "provide_loan_unit")
     assert (loan.name, loan.department) == ("provide_loan_unit", "service")
     assert loan.due_at == loan.created_at + timedelta(hours=24)
     assert still_repairing.id == repair.id  # the repair goes on beside the loan unit
     later = repair.created_at + timedelta(hours=13)
     do(service_db, loan, STANDARD["provide_loan_unit"][0], later)
     do(service_db, repair, STANDARD["repair_on_site"][0], later + timedelta(minutes=30))
-    assert [(t.name, t.department) for t in active(service_db, instance_id)] == [("service_report", "tech_support")]
+    assert [(t.name, t.department) for t in open_tasks(service_db, instance_id)] == [("service_report", "tech_support")]
 
 
 def test_unresolved_or_unconfirmed_service_is_handled_again_at_its_level(service_db):
@@ -221,24 +209,24 @@ def test_unresolved_or_unconfirmed_service_is_handled_again_at_its_level(service
 
 def test_return_visit_waits_the_configured_working_days(service_db):
     _, instance_id = drive(service_db, {}, until="satisfaction_survey")
-    [survey] = active(service_db, instance_id)
+    [survey] = open_tasks(service_db, instance_id)
     do(service_db, survey, STANDARD["satisfaction_survey"][0], T0 + timedelta(hours=4))  # Monday 21:00 Beijing
-    assert active(service_db, instance_id) == []
+    assert open_tasks(service_db, instance_id) == []
     instance = service_db.run(lambda s: store.get_instance(s, instance_id))
     # after hours, so three working days from Tuesday 08:30 (Beijing): Friday 08:30, 00:30 UTC
     visit_due = datetime(2026, 11, 6, 0, 30, tzinfo=timezone.utc)
     assert instance.next_due_at == visit_due
     timers.fire_due(service_db, visit_due - timedelta(minutes=1))
-    assert active(service_db, instance_id) == []
+    assert open_tasks(service_db, instance_id) == []
     timers.fire_due(service_db, visit_due + timedelta(minutes=1))
-    assert [(t.name, t.department) for t in active(service_db, instance_id)] == [("return_visit", "service")]
+    assert [(t.name, t.department) for t in open_tasks(service_db, instance_id)] == [("return_visit", "service")]
 
 
 # --- deadlines from the settings -------------------------------------------------------------------------
 
 def test_registration_is_due_within_24_hours_of_receipt(service_db):
     instance_id = service_db.run(lambda s: runtime.start(s, "after_sales_service", "yan.sun", T0).id)
-    [register] = active(service_db, instance_id)
+    [register] = open_tasks(service_db, instance_id)
     assert (register.department, register.due_at) == ("service", T0 + timedelta(hours=24))
 
 
@@ -247,7 +235,7 @@ def test_arrival_deadline_follows_the_distance_table(service_db, distance, hours
     _, instance_id = drive(service_db, {"register_request": request(distance_km=str(distance)),
                                         "handle_problem": [{**HANDLED_REMOTELY, "on_site_needed": "yes"}]},
                            until="arrive_on_site")
-    [arrive] = active(service_db, instance_id)
+    [arrive] = open_tasks(service_db, instance_id)
     assert (arrive.department, arrive.due_at) == ("tech_support", arrive.created_at + timedelta(hours=hours))
 
 
@@ -261,7 +249,7 @@ def test_arrival_deadline_follows_the_distance_table(service_db, distance, hours
 ])
 def test_invalid_answers_are_refused_naming_the_field_and_change_nothing(service_db, task_name, data, problem):
     _, instance_id = drive(service_db, {}, until=task_name)
-    [task] = active(service_db, instance_id)
+    [task] = open_tasks(service_db, instance_id)
     before = fingerprint(service_db)
     with pytest.raises(FormError, match=problem):
         do(service_db, task, data, T0 + timedelta(hours=5))
@@ -290,9 +278,9 @@ ROWS = [  # fault_cause, quick_fix -> level, first department after registration
 @pytest.mark.parametrize("cause, quick, level, department", ROWS)
 def test_problem_level_table_row(service_db, cause, quick, level, department):
     instance_id = service_db.run(lambda s: runtime.start(s, "after_sales_service", "yan.sun", T0).id)
-    [register] = active(service_db, instance_id)
+    [register] = open_tasks(service_db, instance_id)
     do(service_db, register, {**REQUEST, "fault_cause": cause, "quick_fix": quick}, T0)
-    [next_task] = active(service_db, instance_id)
+    [next_task] = open_tasks(service_db, instance_id)
     assert next_task.department == department
     assert service_db.run(lambda s: runtime.instance_data(store.get_instance(s, instance_id)))["problem_level"] == level
 
@@ -325,7 +313,7 @@ def test_a_gap_left_in_the_table_is_refused_naming_the_table_and_the_inputs_and_
     (tmp_path / "problem_level.dmn").write_text(table.replace(rule, ""), encoding="utf-8")  # a process owner's edit
     deploy(org_db, service_files(table=tmp_path / "problem_level.dmn"))
     instance_id = org_db.run(lambda s: runtime.start(s, "after_sales_service", "yan.sun", T0).id)
-    [register] = active(org_db, instance_id)
+    [register] = open_tasks(org_db, instance_id)
     before = fingerprint(org_db)
     with pytest.raises(ExpressionError) as refused:
         do(org_db, register, {**REQUEST, "fault_cause": "transport", "quick_fix": "no"}, T0)
@@ -335,7 +323,7 @@ def test_a_gap_left_in_the_table_is_refused_naming_the_table_and_the_inputs_and_
             "inputs fault_cause='transport', quick_fix=False") in message
     assert fingerprint(org_db) == before
     do(org_db, register, {**REQUEST, "fault_cause": "component_quality"}, T0)  # a cause the table covers
-    assert [(t.name, t.department) for t in active(org_db, instance_id)] == [("handle_problem", "tech_support")]
+    assert [(t.name, t.department) for t in open_tasks(org_db, instance_id)] == [("handle_problem", "tech_support")]
 
 
 # --- history ---------------------------------------------------------------------------------------------

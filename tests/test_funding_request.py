@@ -4,8 +4,9 @@ states amount and purpose, its head or the general manager approves by the amoun
 import pytest
 
 from conftest import ROOT, T0, at, fingerprint
-from engine import audit, demo, runtime, store
+from engine import audit, runtime, store
 from engine.errors import Forbidden, FormError, Refusal
+from walk import complete, ended_at, history, open_tasks, outcome
 
 PROCESSES = ROOT / "processes"
 REQUEST = {"amount": "12000", "purpose": "Spare main boards for the Wuxi region", "spending_category": "spare_parts",
@@ -22,14 +23,8 @@ def funding_db(org_db):
 
 
 def open_task(db, instance_id):
-    [task] = db.run(lambda s: store.tasks_of_instance(s, instance_id, runtime.ACTIVE_TASK))
+    [task] = open_tasks(db, instance_id)
     return task
-
-
-def complete(db, task, actor, minutes, data):
-    signed = db.run(lambda s: runtime.rules_of(store.get_task(s, task.id))).signature
-    password = db.run(lambda s: demo.signing_password(s, actor, at(minutes))) if signed else None
-    db.run(lambda s: runtime.complete(s, task.id, actor, at(minutes), data, password=password))
 
 
 def request_funding(db, amount):
@@ -37,26 +32,24 @@ def request_funding(db, amount):
     instance_id = db.run(lambda s: runtime.start(s, "funding_request", "yan.sun", T0).id)
     task = open_task(db, instance_id)
     assert (task.name, task.department) == ("request_funding", "service")
-    complete(db, task, "yan.sun", 10, {**REQUEST, "amount": str(amount)})
+    complete(db, task.id, "yan.sun", at(10), {**REQUEST, "amount": str(amount)})
     return instance_id, open_task(db, instance_id)
 
 
-def outcome(db, instance_id):
-    instance = db.run(lambda s: store.get_instance(s, instance_id))
-    ends = [e.data["step"] for e in db.run(lambda s: audit.history(s, instance_id))
-            if e.kind == "step_completed" and e.data["type"] == "EndEvent"]
-    return instance.status, ends
+def finished(db, instance_id):
+    """The instance's status and the end events it reached."""
+    return outcome(db, instance_id)[0], ended_at(db, instance_id)
 
 
 @pytest.mark.parametrize("amount", [12000, 50000])
 def test_up_to_50000_yuan_the_department_head_approves_and_finance_pays(funding_db, amount):
     instance_id, approval = request_funding(funding_db, amount)
     assert (approval.name, approval.department, approval.role) == ("approve_by_head", "service", "head")
-    complete(funding_db, approval, "gang.zhao", 20, {"funding_decision": "approved"})
+    complete(funding_db, approval.id, "gang.zhao", at(20), {"funding_decision": "approved"})
     payment = open_task(funding_db, instance_id)
     assert (payment.name, payment.department) == ("pay", "finance")
-    complete(funding_db, payment, "ning.peng", 30, PAYMENT)
-    assert outcome(funding_db, instance_id) == ("completed", ["spending_paid"])
+    complete(funding_db, payment.id, "ning.peng", at(30), PAYMENT)
+    assert finished(funding_db, instance_id) == ("completed", ["spending_paid"])
 
 
 def test_above_50000_yuan_the_general_manager_approves(funding_db):
@@ -67,10 +60,10 @@ def test_above_50000_yuan_the_general_manager_approves(funding_db):
         funding_db.run(lambda s: runtime.complete(s, approval.id, "xiaoming.deng", at(20),
                                                   {"funding_decision": "approved"}))
     assert fingerprint(funding_db) == before
-    complete(funding_db, approval, "guoqiang.feng", 20, {"funding_decision": "approved"})
+    complete(funding_db, approval.id, "guoqiang.feng", at(20), {"funding_decision": "approved"})
     assert (open_task(funding_db, instance_id).department) == "finance"
-    complete(funding_db, open_task(funding_db, instance_id), "lan.cao", 30, PAYMENT)
-    events = funding_db.run(lambda s: audit.history(s, instance_id))
+    complete(funding_db, open_task(funding_db, instance_id).id, "lan.cao", at(30), PAYMENT)
+    events = history(funding_db, instance_id)
     assert [(e.data["task"], e.actor) for e in events if e.kind == "task_completed"] == [
         ("request_funding", "yan.sun"), ("approve_by_gm", "guoqiang.feng"), ("pay", "lan.cao")]
     assert [(e.actor, e.data["meaning"]) for e in events if e.kind == "task_signed"] == [("guoqiang.feng", "approved")]
@@ -78,18 +71,19 @@ def test_above_50000_yuan_the_general_manager_approves(funding_db):
 
 def test_a_rejected_request_ends_without_payment(funding_db):
     instance_id, approval = request_funding(funding_db, 8000)
-    complete(funding_db, approval, "gang.zhao", 20, {"funding_decision": "rejected", "funding_comment": "Use stock"})
-    assert outcome(funding_db, instance_id) == ("completed", ["request_rejected"])
+    complete(funding_db, approval.id, "gang.zhao", at(20), {"funding_decision": "rejected",
+                                                           "funding_comment": "Use stock"})
+    assert finished(funding_db, instance_id) == ("completed", ["request_rejected"])
 
 
 def test_the_head_may_not_approve_his_own_request(funding_db):
     instance_id = funding_db.run(lambda s: runtime.start(s, "funding_request", "gang.zhao", T0).id)
-    complete(funding_db, open_task(funding_db, instance_id), "gang.zhao", 10, REQUEST)
+    complete(funding_db, open_task(funding_db, instance_id).id, "gang.zhao", at(10), REQUEST)
     approval = open_task(funding_db, instance_id)
     with pytest.raises(Refusal, match="separation of duties"):
         audit.run(funding_db, lambda s: runtime.complete(s, approval.id, "gang.zhao", at(20),
                                                          {"funding_decision": "approved"}, password="irrelevant"))
-    assert [e.kind for e in funding_db.run(lambda s: audit.history(s, instance_id))][-1] == "action_refused"
+    assert [e.kind for e in history(funding_db, instance_id)][-1] == "action_refused"
     assert open_task(funding_db, instance_id).id == approval.id
 
 
@@ -99,7 +93,7 @@ def test_a_bad_request_is_refused_naming_the_field_and_changes_nothing(funding_d
     instance_id = funding_db.run(lambda s: runtime.start(s, "funding_request", "yan.sun", T0).id)
     before = fingerprint(funding_db)
     with pytest.raises(FormError, match=problem):
-        complete(funding_db, open_task(funding_db, instance_id), "yan.sun", 10, {**REQUEST, field: value})
+        complete(funding_db, open_task(funding_db, instance_id).id, "yan.sun", at(10), {**REQUEST, field: value})
     assert fingerprint(funding_db) == before
 
 
