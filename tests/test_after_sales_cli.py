@@ -64,13 +64,22 @@ def test_level_1_request_stays_with_technical_support(qproc):
     assert inbox(qproc, "tao.he") == [("approve_handling", "tech_support", "SR-1")]
 
 
-def test_level_3_request_goes_to_technical_management_then_rnd(qproc):
+def test_level_3_request_goes_to_technical_management_then_rnd_and_opens_a_capa(qproc):
     register(qproc, "SR-3", LEVEL_3)
     assert inbox(qproc, "yu.guo") == []
     assert inbox(qproc, "jing.zheng") == [("confirm_problem", "tech_mgmt", "SR-3")]
     complete_first(qproc, "jing.zheng", "reproduced=yes", "confirmation_findings=Solder voids on the bench")
     assert inbox(qproc, "yang.song") == [("solve_problem", "rnd", "SR-3")]
     assert json.loads(qproc("show", "1", "--json", user="yang.song"))["data"]["problem_level"] == 3
+    complete_first(qproc, "yang.song", "rnd_root_cause=Reflow profile drift", "rnd_solution=New reflow profile",
+                   "solution_kind=design_change", "on_site_needed=no")
+    complete_first(qproc, "yan.sun", "in_warranty=yes", "used_per_manual=yes")
+    complete_first(qproc, "yu.guo", "work_done=Board replaced", "hours_spent=3", "resolved=yes",
+                   "customer_confirmed=yes", "customer_representative=Qian")
+    out = complete_first(qproc, "yan.sun", "satisfaction_score=4")
+    assert "Form the team" in out and "→ quality" in out
+    assert inbox(qproc, "mei.wang") == [("form_team", "quality", "SR-3")]  # the CAPA, in Quality's inbox
+    assert inbox(qproc, "yan.sun") == []  # the return visit waits for its day
 
 
 def test_a_gap_in_a_redeployed_table_is_refused_and_the_request_stays_to_register(qproc, tmp_path):
@@ -78,7 +87,7 @@ def test_a_gap_in_a_redeployed_table_is_refused_and_the_request_stays_to_registe
     (tmp_path / "problem_level.dmn").write_text(re.sub(r'      <rule id="rule_8">.*?</rule>\n', "", table, flags=re.S),
                                                 encoding="utf-8")
     out = qproc("deploy", str(ROOT / "processes" / "after_sales_service.bpmn"), str(tmp_path / "problem_level.dmn"),
-                user="qiang.li")
+                str(ROOT / "processes" / "capa.bpmn"), user="qiang.li")
     assert "after_sales_service: deployed as version 2" in out
     out = register(qproc, "SR-X", ["fault_cause=transport", "quick_fix=no"], exit_code=1)
     assert ("decision table 'problem_level' (Problem level 问题等级) in dmn/problem_level.dmn has no rule for the "

@@ -12,6 +12,7 @@ from conftest import ORG_FILE, ROOT, T0, fingerprint
 from engine import audit, clock, definitions, replay, runtime, store, timers
 from engine.directory import Organisation
 from engine.errors import ExpressionError, FormError
+from test_capa import ANSWERS as CAPA_ANSWERS, EIGHT_D
 from walk import MEMBER as USUAL_MEMBER, complete, open_tasks, outcome
 
 PROCESSES = ROOT / "processes"
@@ -42,19 +43,21 @@ STANDARD = {
     "satisfaction_survey": [{"satisfaction_score": "5", "response_score": "4"}],
     "record_charge": [{"invoice_number": "INV-2026-118", "amount_received": "1200"}],
     "return_visit": [{"visited_on": "2026-11-10", "visit_method": "phone", "still_working": "yes", "praise": "yes"}],
+    **CAPA_ANSWERS,
+    "form_team": [{**CAPA_ANSWERS["form_team"][0], "capa_source": "service", "source_reference": "SN-1001"}],
 }
 
 
 @pytest.fixture
 def service_db(org_db):
-    """The organisation plus the shipped after-sales service procedure and its problem-level table."""
+    """The organisation plus the shipped after-sales service procedure, its problem-level table and the CAPA it calls."""
     deploy(org_db, service_files())
     return org_db
 
 
 def service_files(table=PROCESSES / "problem_level.dmn"):
-    """The files a deployment of the after-sales service needs: its BPMN and its problem-level table."""
-    return [PROCESSES / "after_sales_service.bpmn", table]
+    """The files a deployment of the after-sales service needs: its BPMN, its problem-level table, the CAPA it calls."""
+    return [PROCESSES / "after_sales_service.bpmn", table, PROCESSES / "capa.bpmn"]
 
 
 def deploy(db, paths):
@@ -116,18 +119,32 @@ def test_level_1_question_stays_with_technical_support_free_remote_and_closes(se
     assert data["problem_level"] == 1 and data["level_reason"].startswith("Solvable remotely")
 
 
-def test_level_3_goes_to_technical_management_then_rnd(service_db):
+def test_level_3_goes_to_technical_management_then_rnd_and_opens_a_capa(service_db):
     seen, instance_id = drive(service_db, {"register_request": request(fault_cause="product_software", quick_fix="no")})
     assert seen[:3] == [("register_request", "service"), ("confirm_problem", "tech_mgmt"), ("solve_problem", "rnd")]
-    assert seen[3:] == AFTER_FREE_REMOTE_FIX
-    assert outcome(service_db, instance_id)[1]["problem_level"] == 3
+    # the CAPA's own steps go to the departments of its lanes while the return visit waits
+    assert seen[3:] == [*AFTER_FREE_REMOTE_FIX[:-1], *EIGHT_D, ("return_visit", "service")]
+    status, data = outcome(service_db, instance_id)
+    assert status == "completed" and data["problem_level"] == 3
+    assert (data["effective"], data["verification_rounds"], data["capa_source"]) == (True, 1, "service")
+    assert service_db.run(lambda s: replay.replay(s, instance_id)).match
 
 
-def test_level_3_not_reproduced_is_handled_by_technical_support(service_db):
+def test_the_capa_starts_with_what_the_service_request_knows(service_db):
+    _, instance_id = drive(service_db, {"register_request": request(fault_cause="hardware_design")}, until="form_team")
+    [team] = open_tasks(service_db, instance_id)
+    assert (team.department, team.process) == ("quality", "capa")
+    seen_by_quality = service_db.run(lambda s: runtime.describe_task(s, team.id, "mei.wang", T0)).data
+    assert seen_by_quality["capa_source"] == "service" and seen_by_quality["product_model"] == "QX-200"
+    assert seen_by_quality["description"].startswith("Display freezes after start-up (level 4: Hardware design fault")
+
+
+def test_level_3_not_reproduced_is_handled_by_technical_support_without_a_capa(service_db):
     seen, _ = drive(service_db, {
         "register_request": request(fault_cause="production_process"),
         "confirm_problem": [{"reproduced": "no", "confirmation_findings": "Bench test passes 72 h"}]})
-    assert seen[:4] == [("register_request", "service"), ("confirm_problem", "tech_mgmt"), *LEVEL_1_2_HANDLING]
+    assert seen == [("register_request", "service"), ("confirm_problem", "tech_mgmt"), *LEVEL_1_2_HANDLING,
+                    *AFTER_FREE_REMOTE_FIX]
 
 
 def test_handling_sent_back_by_the_technical_support_manager_is_handled_again(service_db):
@@ -174,14 +191,26 @@ def test_quote_more_than_10_percent_below_list_needs_the_general_manager_who_may
     assert outcome(service_db, instance_id)[1]["quote_total"] == 1050
 
 
-def test_level_2_on_site_repair_dispatches_an_engineer(service_db):
+def test_level_2_caused_by_us_is_repaired_on_site_and_opens_a_capa(service_db):
     seen, instance_id = drive(service_db, {
         "register_request": request(fault_cause="component_quality", quick_fix="no"),
         "handle_problem": [{**HANDLED_REMOTELY, "on_site_needed": "yes", "caused_by_us": "yes"}]})
     assert seen == [("register_request", "service"), *LEVEL_1_2_HANDLING, ("decide_warranty", "service"),
                     ("dispatch_engineer", "service"), ("arrive_on_site", "tech_support"),
-                    ("repair_on_site", "tech_support"), *AFTER_FREE_REMOTE_FIX[1:]]
+                    ("repair_on_site", "tech_support"), *AFTER_FREE_REMOTE_FIX[1:-1], *EIGHT_D,
+                    ("return_visit", "service")]
     assert outcome(service_db, instance_id)[1]["problem_level"] == 2
+
+
+@pytest.mark.parametrize("facts, handling", [
+    ({"quick_fix": "no"}, {"caused_by_us": "no"}),  # an operation question needing an engineer: level 2, not ours
+    ({"fault_cause": "transport"}, {"caused_by_us": "yes"}),  # level 1: no CAPA
+])
+def test_no_capa_below_level_2_or_when_not_caused_by_us(service_db, facts, handling):
+    seen, instance_id = drive(service_db, {"register_request": request(**facts),
+                                           "handle_problem": [{**HANDLED_REMOTELY, **handling}]})
+    assert seen == [("register_request", "service"), *LEVEL_1_2_HANDLING, *AFTER_FREE_REMOTE_FIX]
+    assert outcome(service_db, instance_id)[0] == "completed"
 
 
 def test_not_repaired_within_12_hours_of_arrival_a_loan_unit_is_due_within_24_hours(service_db):
