@@ -266,20 +266,141 @@ def _deploy_paths(paths: tuple[Path, ...]) -> list[Path]:
 @click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
 @click.option("--forms", "forms_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Folder of form files (default: the 'forms' folder beside the processes folder).")
+@click.option("--note", help="The revision note: what changed and why (kept with the version).")
+@click.option("--new-edition", is_flag=True, help="Label the new versions as the next edition (B/0 after A/n).")
+@click.option("--dry-run", is_flag=True, help="Only show what would change and which running instances it affects.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (with --dry-run).")
 @pass_ctx
-def deploy(ctx: Context, paths: tuple[Path, ...], forms_dir: Path | None) -> None:
+def deploy(ctx: Context, paths: tuple[Path, ...], forms_dir: Path | None, note: str | None, new_edition: bool,
+           dry_run: bool, as_json: bool) -> None:
     """Check and deploy BPMN/DMN files or folders (default: ./processes, else the shipped ones).
 
-    Each process whose content changed becomes its next version; unchanged ones are left as they are.
+    Each process whose content changed becomes its next version with the next revision label; unchanged
+    ones are left as they are. A new version of a controlled procedure is a draft until its document
+    change (P4) is approved, unless the database activates versions directly (qproc config).
     """
     files = _deploy_paths(paths)
     folder = files[0].parent
     forms_dir = forms_dir or folder.parent / "forms"
     settings = folder / "settings.yaml"
-    results = ctx.run(lambda s: engine.deploy(s, files, forms_dir, ctx.actor, ctx.now, settings_file=settings))
+    if dry_run:
+        diffs = ctx.run(lambda s: engine.diff.preview(s, files, forms_dir, settings_file=settings))
+        if as_json:
+            _echo_json([d.to_dict() for d in diffs])
+            return
+        for d in diffs:
+            _print_diff(d)
+        if not diffs:
+            click.echo("Nothing to deploy: every process is unchanged.")
+        return
+    results = ctx.run(lambda s: engine.deploy(s, files, forms_dir, ctx.actor, ctx.now, settings_file=settings,
+                                              note=note, new_edition=new_edition))
     for r in results:
-        what = "deployed as version" if r.created else "unchanged, still version"
-        click.echo(f"{r.process_key}: {what} {r.version} ({r.content_hash[:12]})")
+        if not r.created:
+            click.echo(f"{r.process_key}: unchanged, still version {r.version} {r.label} ({r.status})")
+            continue
+        approval = (f"; awaiting approval in document_change instance {r.change_instance}"
+                    if r.change_instance else "")
+        click.echo(f"{r.process_key}: deployed as version {r.version}, revision {r.label}, {r.status} "
+                   f"({r.content_hash[:12]}){approval}")
+
+
+def _print_diff(d) -> None:
+    if d.old_version is None:
+        click.echo(f"{d.process_key}: a new process (first issue A/0); nothing to compare")
+        return
+    to = f"version {d.new_version} ({d.new_label})" if d.new_version else "the files given"
+    click.echo(f"{d.process_key}: version {d.old_version} ({d.old_label}) → {to}")
+    for change in d.changes:
+        click.echo(f"  - {change.text}")
+    if not d.changes:
+        click.echo("  no change a process owner would see (layout or wording of the files only)")
+    if d.new_version is None:
+        click.echo(f"  running instances: {len(d.affected)} (they stay on their version unless migrated)")
+        for a in d.affected:
+            blocked = f"; cannot migrate: removes {', '.join(a['blocked_by'])}" if a["blocked_by"] else ""
+            click.echo(f"    instance {a['instance']} ({a['business_key'] or '-'}) on version {a['version']}, "
+                       f"waiting on {', '.join(a['waiting_on']) or 'nothing'}{blocked}")
+
+
+@main.command("diff")
+@click.argument("process")
+@click.argument("old", type=int, required=False)
+@click.argument("new", type=int, required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def diff_command(ctx: Context, process: str, old: int | None, new: int | None, as_json: bool) -> None:
+    """What version NEW of PROCESS changes from version OLD, in words (default: newest against the active one)."""
+    result = ctx.run(lambda s: engine.diff.versions(s, process, old, new))
+    if as_json:
+        _echo_json(result.to_dict())
+        return
+    _print_diff(result)
+
+
+@main.command()
+@click.argument("instance_id", type=int, required=False)
+@click.option("--to", "to_version", type=int, required=True, help="The version to move to (the active one).")
+@click.option("--process", help="With --from: migrate every running instance of this process on that version.")
+@click.option("--from", "from_version", type=int, help="With --process: the version to move instances off.")
+@click.option("--reason", default="", help="Why (recorded in each instance's history; required unless --dry-run).")
+@click.option("--dry-run", is_flag=True, help="Only show what would be migrated and what blocks it.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def migrate(ctx: Context, instance_id: int | None, to_version: int, process: str | None, from_version: int | None,
+            reason: str, dry_run: bool, as_json: bool) -> None:
+    """Move a running instance (or --process P --from N: all on that version) to version --to.
+
+    Refused, changing nothing, when the new version removes a task an instance waits on or has yet to
+    reach. Timer due times, task deadlines, claims and entered data are kept.
+    """
+    if (instance_id is None) == (process is None or from_version is None):
+        raise click.UsageError("give an INSTANCE, or --process P --from N (not both)")
+    if instance_id is not None:
+        plans = [ctx.run(lambda s: engine.migration.migrate(s, instance_id, to_version, ctx.actor, ctx.now, reason,
+                                                            dry_run))]
+    else:
+        plans = ctx.run(lambda s: engine.migration.migrate_all(s, process, from_version, to_version, ctx.actor,
+                                                               ctx.now, reason, dry_run))
+    if as_json:
+        _echo_json([p.to_dict() for p in plans])
+        return
+    verb = "would move" if dry_run else "moved"
+    for p in plans:
+        blocked = f" — blocked: version {p.to_version} removes {', '.join(p.blocked_by)}" if p.blocked_by else ""
+        click.echo(f"instance {p.instance_id} ({p.business_key or '-'}): {verb} from version {p.from_version} to "
+                   f"{p.to_version}, waiting on {', '.join(p.waiting_on) or 'nothing'}{blocked}")
+    if not plans:
+        click.echo("No running instance on that version.")
+
+
+@main.group()
+def config() -> None:
+    """Engine settings kept in the database: activation (approval|direct), controlled (all|process keys)."""
+
+
+@config.command("show")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def config_show(ctx: Context, as_json: bool) -> None:
+    """Show every setting and its value in force."""
+    values = ctx.run(engine.revisions.settings)
+    if as_json:
+        _echo_json(values)
+        return
+    for key, value in values.items():
+        click.echo(f"{key}: {', '.join(value) if isinstance(value, list) else value}")
+
+
+@config.command("set")
+@click.argument("key")
+@click.argument("value")
+@click.option("--reason", required=True, help="Why (recorded in the system history).")
+@pass_ctx
+def config_set(ctx: Context, key: str, value: str, reason: str) -> None:
+    """Change a setting; the change is recorded with who, when and why."""
+    new = ctx.run(lambda s: engine.revisions.change_setting(s, key, value, ctx.actor, ctx.now, reason))
+    click.echo(f"{key}: {', '.join(new) if isinstance(new, list) else new}")
 
 
 def _count(number: int, noun: str) -> str:
@@ -342,15 +463,27 @@ def lint(ctx: Context, paths: tuple[Path, ...], forms_dir: Path | None, org_file
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_ctx
 def definitions(ctx: Context, as_json: bool) -> None:
-    """List deployed processes and their versions."""
-    rows = ctx.run(engine.store.list_definitions)
+    """List deployed processes, their versions, revision labels and status (draft, active, obsolete)."""
+    rows, revs = ctx.run(lambda s: (engine.store.list_definitions(s), engine.store.all_revisions(s)))
+    found = [(r, revs[r.id]) for r in rows]
     if as_json:
-        _echo_json([{"process": r.process_key, "version": r.version, "name": r.name, "hash": r.content_hash,
-                     "deployed_at": _iso(r.deployed_at), "deployed_by": r.deployed_by} for r in rows])
+        _echo_json([{"process": r.process_key, "version": r.version, "revision": v.label, "status": v.status,
+                     "note": v.note, "name": r.name, "hash": r.content_hash, "deployed_at": _iso(r.deployed_at),
+                     "deployed_by": r.deployed_by, "activation": v.activation, "activated_at": _iso(v.activated_at),
+                     "activated_by": v.activated_by, "document_change": v.change_instance_id,
+                     "obsoleted_at": _iso(v.obsoleted_at)} for r, v in found])
         return
-    _table("Deployed processes", ["process", "version", "name", "deployed", "by", "hash"],
-           [[r.process_key, r.version, r.name, _time(r.deployed_at), r.deployed_by, r.content_hash[:12]]
-            for r in rows])
+    _table("Deployed processes", ["process", "version", "revision", "status", "name", "deployed", "by", "note",
+                                  "activated", "hash"],
+           [[r.process_key, r.version, v.label, v.status, r.name, _time(r.deployed_at), r.deployed_by, v.note,
+             _activation(v), r.content_hash[:12]] for r, v in found])
+
+
+def _activation(v) -> str:
+    if v.activation is None:
+        return f"awaiting document change {v.change_instance_id}" if v.change_instance_id else ""
+    via = f" via document change {v.change_instance_id}" if v.change_instance_id else ""
+    return f"{v.activation} by {v.activated_by}{via}, {_time(v.activated_at)}"
 
 
 @main.command()
@@ -359,13 +492,16 @@ def definitions(ctx: Context, as_json: bool) -> None:
 @click.option("--data", "data_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="JSON or YAML file of initial data.")
 @click.option("--set", "pairs", multiple=True, metavar="KEY=VALUE", help="Initial data item (repeatable).")
+@click.option("--version", "version", type=int, help="Insist on this version (refused unless it is the active one).")
 @pass_ctx
-def start(ctx: Context, process: str, business_key: str | None, data_file: Path | None, pairs: tuple[str, ...]) -> None:
-    """Start an instance of PROCESS (its newest version)."""
+def start(ctx: Context, process: str, business_key: str | None, data_file: Path | None, pairs: tuple[str, ...],
+          version: int | None) -> None:
+    """Start an instance of PROCESS (its active version)."""
     data = _read_data(data_file, pairs, typed=True)
 
     def work(session):
-        instance = engine.start(session, process, ctx.actor, ctx.now, data=data, business_key=business_key)
+        instance = engine.start(session, process, ctx.actor, ctx.now, data=data, business_key=business_key,
+                                version=version)
         return instance, engine.store.tasks_of_instance(session, instance.id, engine.ACTIVE_TASK)
 
     instance, open_tasks = ctx.run(work)
@@ -546,11 +682,15 @@ def cancel(ctx: Context, instance_id: int, reason: str, expected_revision: int |
 
 @main.command()
 @click.option("--status", type=click.Choice([s.value for s in engine.InstanceStatus]), help="Only this status.")
+@click.option("--process", help="Only instances of this process.")
+@click.option("--version", type=int, help="With --process: only instances running on this version.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_ctx
-def instances(ctx: Context, status: str | None, as_json: bool) -> None:
-    """List instances, newest first."""
-    rows = ctx.run(lambda s: engine.store.list_instances(s, status))
+def instances(ctx: Context, status: str | None, process: str | None, version: int | None, as_json: bool) -> None:
+    """List instances, newest first, with the version each runs on."""
+    if version is not None and process is None:
+        raise click.UsageError("--version needs --process")
+    rows = ctx.run(lambda s: engine.store.list_instances(s, status, process_key=process, version=version))
     if as_json:
         _echo_json([_instance_json(i) for i in rows])
         return

@@ -1,7 +1,7 @@
 """qproc's engine: the names the CLI and the web service use, nothing more."""
 
-from . import (audit, bootstrap, corrections, credentials, definitions, demo, evidence, replay, reports,
-               sample_history, signatures, store, timers, worker)
+from . import (audit, bootstrap, corrections, credentials, definitions, demo, diff, evidence, migration, replay, reports,
+               revisions, sample_history, signatures, store, timers, worker)
 from .audit import history
 from .corrections import correct
 from .credentials import check_password, set_password
@@ -16,9 +16,9 @@ from .store import Database
 __all__ = [
     "ACTIVE_TASK", "SYSTEM_ACTOR", "Database", "EngineError", "InstanceStatus", "Organisation", "TaskStatus",
     "audit", "bootstrap", "business_calendar", "cancel", "check_password", "claim", "complete", "correct",
-    "corrections", "credentials", "definitions", "demo", "deploy", "describe_task", "evidence", "history",
-    "instance_data", "late_by",
-    "load_calendar", "load_organisation", "organisation", "replay", "reports", "rules_of", "sample_history",
+    "corrections", "credentials", "definitions", "demo", "deploy", "describe_task", "diff", "evidence", "history",
+    "instance_data", "late_by", "load_calendar", "load_organisation", "migration", "organisation", "replay", "reports",
+    "revisions", "rules_of", "sample_history",
     "set_password", "signatures", "start", "startable", "store", "timers", "unclaim", "visible_departments",
     "visible_instance", "worker",
 ]

@@ -51,6 +51,10 @@ class EventKind(str, Enum):
     TIMER_FIRED = "timer_fired"                      # an input: the worker fired a due timer {timer, due}
     TASK_OVERDUE_NOTIFIED = "task_overdue_notified"  # an overdue task's owner was reminded
     TASK_ESCALATED = "task_escalated"                # an overdue task got a new owner {level, from, to, reason}
+    SETTING_CHANGED = "setting_changed"              # an engine setting changed {key, old, new, reason} (system chain)
+    REVISION_ACTIVATED = "revision_activated"        # a draft version approved and put in force (system chain)
+    REVISION_REJECTED = "revision_rejected"          # a draft version's approval refused (system chain)
+    INSTANCE_MIGRATED = "instance_migrated"          # an input: the instance moved to another version {from, to, reason}
 
 
 def canonical(value: Any) -> str:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from . import credentials, runtime, store
+from . import credentials, revisions, runtime, store
 from .errors import EngineError
 from .store import Database
 
@@ -92,6 +92,9 @@ def prepare(db: Database, org_file: Path, calendar_file: Path, processes_dir: Pa
     def work(session):
         org = runtime.load_organisation(session, org_file, runtime.SYSTEM_ACTOR, now)
         runtime.load_calendar(session, calendar_file, runtime.SYSTEM_ACTOR, now)
+        if revisions.setting(session, "activation") != "direct":
+            revisions.change_setting(session, "activation", "direct", runtime.SYSTEM_ACTOR, now,
+                                     "sample database: new procedure versions take effect when deployed")
         files = sorted(p for p in processes_dir.iterdir() if p.suffix in (".bpmn", ".dmn"))
         owner = org.departments["quality"].head
         deployed = runtime.deploy(session, files, processes_dir.parent / "forms", owner, now,

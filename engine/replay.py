@@ -33,12 +33,12 @@ from sqlalchemy.orm import Session
 from SpiffWorkflow.bpmn import BpmnWorkflow
 from SpiffWorkflow.util.task import TaskState
 
-from . import clock, corrections, definitions, runtime, store
+from . import clock, corrections, definitions, migration, runtime, store
 from .audit import EventKind, as_recorded
 from .definitions import Definition
 from .errors import EngineError
 from .runtime import InstanceStatus, TaskStatus
-from .store import EventRow, InstanceRow
+from .store import DefinitionRow, EventRow, InstanceRow
 
 _ROW_FIELDS = ("id", "name", "status", "assignee", "completed_by", "completed_at", "data")
 _OUTPUTS = {EventKind.STEP_COMPLETED.value, EventKind.TASK_CREATED.value, EventKind.TASK_CANCELLED.value,
@@ -84,8 +84,10 @@ class _Run:
     """A replay in progress: the fresh workflow and what it produced that the history has yet to show."""
 
     instance_id: int
+    row: DefinitionRow  # the version the replay runs on now (it changes where the instance was migrated)
     definition: Definition
     calendar: Callable[[datetime], Any]
+    version_by_hash: Callable[[str], DefinitionRow | None]
     workflow: BpmnWorkflow | None = None
     started_at: datetime | None = None
     fired_at: datetime | None = None  # the time of the firing the last timer_fired events belong to
@@ -131,13 +133,24 @@ def replay_all(session: Session, progress: Callable[[int, int], None] | None = N
     return results
 
 
-def _replay(session: Session, instance: InstanceRow, events: list[EventRow]) -> None:
-    row = instance.definition
+def _intact(row: DefinitionRow) -> DefinitionRow:
     if definitions.content_hash(row.artifacts, row.manifest) != row.content_hash:
         raise _Divergence(f"definition {row.process_key} v{row.version} no longer matches its content hash "
                           f"{row.content_hash[:12]}: its stored files were altered")
-    run = _Run(instance.id, runtime.definition_of(row), lambda at: runtime.business_calendar(session, at))
+    return row
+
+
+def _replay(session: Session, instance: InstanceRow, events: list[EventRow]) -> None:
+    def version_by_hash(content_hash: str) -> DefinitionRow | None:
+        return store.find_definition_by_hash(session, instance.process_key, content_hash)
+
+    # A migrated instance started on an earlier version than the one it runs on now.
+    first = version_by_hash(events[0].definition_hash) if events and events[0].definition_hash else None
+    row = _intact(first or instance.definition)
+    run = _Run(instance.id, row, runtime.definition_of(row), lambda at: runtime.business_calendar(session, at),
+               version_by_hash)
     for event in events:
+        row = run.row
         if event.definition_hash != row.content_hash:
             raise _Divergence(f"event #{event.seq} {event.kind} was recorded under definition "
                               f"{(event.definition_hash or '')[:12]}, but the instance runs on "
@@ -224,7 +237,26 @@ def _cancelled(run: _Run, event: EventRow) -> None:
     run.workflow.cancel()
 
 
+def _migrated(run: _Run, event: EventRow) -> None:
+    """Move the replayed workflow to the version the instance was migrated to, as :func:`migration.migrate` did."""
+    target = run.version_by_hash(event.data["to_hash"])
+    if target is None:
+        raise _Divergence(f"event #{event.seq} migrates to version {event.data['to']} "
+                          f"({event.data['to_hash'][:12]}), which is not deployed")
+    run.row, run.definition = _intact(target), runtime.definition_of(target)
+    before = {t.id: t.state for t in runtime.all_tasks(run.workflow)}
+    blocked = migration.blocking_tasks(run.workflow, run.definition)
+    if blocked:
+        raise _Divergence(f"event #{event.seq} migrates to version {target.version}, which removes "
+                          f"{', '.join(blocked)} the replay has not finished")
+    kept = migration.move_workflow(run.workflow, run.definition)
+    if kept != event.data["timers_kept"]:
+        raise _Divergence(f"event #{event.seq} kept timers {event.data['timers_kept']}, the replay kept {kept}")
+    _advance(run, event, before)
+
+
 _INPUTS: dict[str, Callable[[_Run, EventRow], None]] = {
+    EventKind.INSTANCE_MIGRATED.value: _migrated,
     EventKind.INSTANCE_STARTED.value: _started,
     EventKind.TASK_COMPLETED.value: _completed,
     EventKind.TASK_CLAIMED.value: _claimed,
@@ -236,7 +268,7 @@ _INPUTS: dict[str, Callable[[_Run, EventRow], None]] = {
 
 
 def _advance(run: _Run, event: EventRow, before: dict, refresh_timers: bool = False) -> None:
-    """What the runtime's ``_advance`` does, producing expected outputs instead of rows and events."""
+    """What the runtime's ``advance`` does, producing expected outputs instead of rows and events."""
     try:
         runtime.run_engine(run.instance_id, run.workflow, refresh_timers)
     except EngineError as err:

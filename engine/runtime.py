@@ -24,7 +24,7 @@ from SpiffWorkflow.bpmn.specs.mixins.events.intermediate_event import BoundaryEv
 from SpiffWorkflow.exceptions import WorkflowException
 from SpiffWorkflow.util.task import TaskState
 
-from . import audit, cache, clock, deadlines, definitions, schedules, signatures, snapshot, store
+from . import audit, cache, clock, deadlines, definitions, revisions, schedules, signatures, snapshot, store
 from .audit import EventKind
 from .calendars import BusinessCalendar, DurationError
 from .definitions import Definition, UserTaskInfo
@@ -152,31 +152,41 @@ def load_calendar(session: Session, path: Path, actor: str, now: datetime) -> Bu
 
 @dataclass(frozen=True)
 class Deployment:
-    """What deploying one process did: its version and whether that version is new."""
+    """What deploying one process did: its version, whether that version is new, and its revision status.
+
+    ``change_instance`` is the document_change instance started to approve a draft (None otherwise).
+    """
 
     process_key: str
     name: str
     version: int
     content_hash: str
     created: bool
+    label: str | None = None
+    status: str | None = None
+    change_instance: int | None = None
 
 
 def deploy(session: Session, paths: list[Path], forms_dir: Path, actor: str, now: datetime,
-           settings_file: Path | None = None) -> list[Deployment]:
+           settings_file: Path | None = None, note: str | None = None, new_edition: bool = False) -> list[Deployment]:
     """Check and deploy BPMN/DMN files: each executable process whose content is new becomes its next version.
 
     Identical content is a no-op (``created`` False). Nothing is written if any file fails its checks.
     A process with deadlines needs a business calendar loaded; one with a timer start event gets
-    a schedule (see :mod:`engine.schedules`).
+    a schedule (see :mod:`engine.schedules`) once its version is active. Each new version gets its
+    revision label and ``note``; a new version of a controlled process is a draft and a document_change
+    instance is started to approve it (see :mod:`engine.revisions`), so document_change is deployed first.
     """
     org = organisation(session)
     org.user(actor)
     results = []
-    for definition in definitions.prepare(paths, org, forms_dir, settings_file):
+    prepared = definitions.prepare(paths, org, forms_dir, settings_file)
+    for definition in sorted(prepared, key=lambda d: d.process_key != revisions.DOCUMENT_CHANGE):
         existing = store.find_definition_by_hash(session, definition.process_key, definition.content_hash)
         if existing is not None:
+            kept = store.revision_of(session, existing.id)
             results.append(Deployment(existing.process_key, existing.name, existing.version,
-                                      existing.content_hash, created=False))
+                                      existing.content_hash, created=False, label=kept.label, status=kept.status))
             continue
         if any(definition.user_task(*key.split("/", 1)).due_rule.declared for key in definition.manifest["user_tasks"]):
             business_calendar(session)
@@ -186,14 +196,39 @@ def deploy(session: Session, paths: list[Path], forms_dir: Path, actor: str, now
             content_hash=definition.content_hash, manifest=definition.manifest, artifacts=definition.artifacts,
             deployed_at=now, deployed_by=actor))
         _definitions.setdefault(row.content_hash, definition)
-        with command_clock(session, now):
-            schedule = schedules.deploy(session, row, definition, now)
-        data = {"process": row.process_key, "version": row.version, "files": sorted(row.artifacts)}
+        revision, obsoleted = revisions.register(session, row, note, new_edition, actor, now)
+        data = {"process": row.process_key, "version": row.version, "files": sorted(row.artifacts),
+                "revision": revision.label, "note": note, "status": revision.status,
+                "activation": revision.activation, "obsoletes": obsoleted}
+        schedule = _put_schedule(session, row, now) if revision.status == revisions.RevisionStatus.ACTIVE.value else None
         if schedule is not None:
             data["schedule"] = {"timer": schedule.event, "next": _iso(schedule.next_due_at)}
         audit.record(session, EventKind.DEFINITION_DEPLOYED, actor, now, definition_hash=row.content_hash, data=data)
-        results.append(Deployment(row.process_key, row.name, row.version, row.content_hash, created=True))
+        if revision.status == revisions.RevisionStatus.DRAFT.value:
+            revision.change_instance_id = _request_approval(session, row, revision, actor, now).id
+        results.append(Deployment(row.process_key, row.name, row.version, row.content_hash, created=True,
+                                  label=revision.label, status=revision.status,
+                                  change_instance=revision.change_instance_id))
     return results
+
+
+def _put_schedule(session: Session, row: DefinitionRow, now: datetime) -> ScheduleRow | None:
+    """The schedule of a version put in force (its timer start event's), if it has one."""
+    with command_clock(session, now):
+        return schedules.deploy(session, row, definition_of(row), now)
+
+
+def _request_approval(session: Session, row: DefinitionRow, revision, actor: str, now: datetime) -> InstanceRow:
+    """Start the document_change instance that approves a draft version (P4), on document_change's active version."""
+    change = store.active_definition(session, revisions.DOCUMENT_CHANGE)
+    if change is None:
+        raise InvalidTransition(
+            f"{row.process_key} version {row.version} ({revision.label}) must be approved through a document change "
+            f"(P4), but no '{revisions.DOCUMENT_CHANGE}' process is deployed: deploy processes/document_change.bpmn "
+            f"first, or on a development database switch to direct activation "
+            f"(qproc config set activation direct --reason ...)")
+    return _begin(session, change, definition_of(change), actor, now, revisions.approval_request(row, revision),
+                  business_key=f"{row.process_key} v{row.version} {revision.label}")
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -287,7 +322,7 @@ def _plain(moment: datetime) -> datetime:
     return datetime.combine(moment.date(), moment.time(), timezone.utc)
 
 
-def _timer_due(task) -> datetime | None:
+def timer_due(task) -> datetime | None:
     """When a waiting timer task falls due (its next cycle for a cycle timer), None if it never will."""
     timer, value = task.task_spec.event_definition, task.internal_data.get("event_value")
     if value is None:
@@ -305,7 +340,7 @@ def _waiting_timers(workflow: BpmnWorkflow) -> list[tuple[Any, datetime]]:
     found = []
     for task in workflow.event_manager.tasks.values():
         if isinstance(task.task_spec.event_definition, TimerEventDefinition) and task.state == TaskState.WAITING:
-            due = _timer_due(task)
+            due = timer_due(task)
             if due is not None:
                 found.append((task, due))
     return sorted(found, key=lambda item: item[1])
@@ -348,7 +383,7 @@ def _boundary_timer_due(task) -> datetime | None:
     split = task.parent
     if split is None or not isinstance(split.task_spec, BoundaryEventSplit):
         return None
-    dues = [_timer_due(t) for t in split.children if isinstance(t.task_spec, BoundaryEvent)
+    dues = [timer_due(t) for t in split.children if isinstance(t.task_spec, BoundaryEvent)
             and isinstance(t.task_spec.event_definition, TimerEventDefinition) and t.state == TaskState.WAITING]
     dues = [d for d in dues if d is not None]
     return min(dues) if dues else None
@@ -450,6 +485,10 @@ def _settle(session: Session, instance: InstanceRow, definition: Definition, wor
         instance.ended_at = now
         audit.record(session, EventKind.INSTANCE_COMPLETED, actor, now, instance=instance,
                      data={"data": current_data(workflow)})
+        if instance.process_key == revisions.DOCUMENT_CHANGE:
+            activated = revisions.document_change_completed(session, instance, current_data(workflow), now)
+            if activated is not None:
+                _put_schedule(session, activated.definition, now)
     return rows
 
 
@@ -460,7 +499,7 @@ def _save(session: Session, instance: InstanceRow, workflow: BpmnWorkflow, now: 
     reschedule(session, instance, workflow, active)
 
 
-def _advance(session: Session, instance: InstanceRow, definition: Definition, workflow: BpmnWorkflow,
+def advance(session: Session, instance: InstanceRow, definition: Definition, workflow: BpmnWorkflow,
              actor: str, now: datetime, before: dict) -> None:
     """Run the engine to the next wait, then record steps, sync tasks, finish if ended, save and reschedule."""
     run_engine(instance.id, workflow)
@@ -521,7 +560,7 @@ def _begin(session: Session, row: DefinitionRow, definition: Definition, actor: 
     if timer is not None:
         audit.record(session, EventKind.TIMER_FIRED, SYSTEM_ACTOR, now, instance=instance, data=timer)
     with command_clock(session, now):
-        _advance(session, instance, definition, workflow, actor, now, before={})
+        advance(session, instance, definition, workflow, actor, now, before={})
     return instance
 
 
@@ -550,9 +589,10 @@ def startable(session: Session, actor: str) -> list[DefinitionRow]:
     """The newest version of every deployed process the actor may start (by hand, not by timer), by process key."""
     org = organisation(session)
     org.user(actor)
-    newest = {row.process_key: row for row in store.list_definitions(session)}
+    active = {row.process_key: row for row in store.list_definitions(session)
+              if store.revision_of(session, row.id).status == revisions.RevisionStatus.ACTIVE.value}
     found = []
-    for row in newest.values():
+    for row in active.values():
         try:
             _check_may_start(org, definition_of(row), actor)
         except (Forbidden, InvalidTransition):
@@ -562,16 +602,17 @@ def startable(session: Session, actor: str) -> list[DefinitionRow]:
 
 
 def start(session: Session, process_key: str, actor: str, now: datetime, data: dict[str, Any] | None = None,
-          business_key: str | None = None) -> InstanceRow:
-    """Start an instance of the newest version of a process and run it to its first wait.
+          business_key: str | None = None, version: int | None = None) -> InstanceRow:
+    """Start an instance of the active version of a process and run it to its first wait.
 
     ``data`` seeds the instance (the process's settings are added and win over it). When the start
     event sits in a lane, only members of that department may start the process. A process that
-    starts by a timer is started by the worker, never by hand.
+    starts by a timer is started by the worker, never by hand. Naming a ``version`` that is not the
+    active one (a draft, an obsolete or a rejected revision) is refused, naming the active version.
     """
     org = organisation(session)
     org.user(actor)
-    row = store.latest_definition(session, process_key)
+    row = revisions.definition_to_start(session, process_key, version)
     definition = definition_of(row)
     _check_may_start(org, definition, actor)
     return _begin(session, row, definition, actor, now, data, business_key)
@@ -745,7 +786,7 @@ def complete(session: Session, task_id: int, actor: str, now: datetime, data: di
         if info.signature:
             signatures.sign(session, instance, task, completion, actor, org.user(actor).label,
                             signatures.meaning(info, clean), now)
-        _advance(session, instance, definition, workflow, actor, now, before)
+        advance(session, instance, definition, workflow, actor, now, before)
     return task
 
 

@@ -32,7 +32,7 @@ from .errors import ConcurrentUpdate, DatabaseUnavailable, NotFound, SchemaVersi
 
 DEFAULT_URL = "sqlite:///qproc.db"
 SQLITE_SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
-SCHEMA_REVISION = "0002"  # the newest migration in engine/migrations/versions: the schema this code needs
+SCHEMA_REVISION = "0003"  # the newest migration in engine/migrations/versions: the schema this code needs
 T = TypeVar("T")
 _AFTER_COMMIT = "qproc_after_commit"
 _MEMO = "qproc_memo"
@@ -79,6 +79,41 @@ class DefinitionRow(Base):
     artifacts: Mapped[dict] = mapped_column(JSON, deferred=True, deferred_group=_FILES)
     deployed_at: Mapped[datetime] = mapped_column(UTCDateTime)
     deployed_by: Mapped[str] = mapped_column(String(200))
+
+
+class RevisionRow(Base):
+    """Document control of a deployed version (P4): its revision label, note, and where it stands.
+
+    The version itself (``definitions``) never changes; its status does: ``draft`` until approved,
+    ``active`` while new instances start on it, ``obsolete`` once superseded, ``rejected`` when its
+    approval was refused. ``activation`` says how it became active (see :mod:`engine.revisions`).
+    """
+
+    __tablename__ = "revisions"
+
+    definition_id: Mapped[int] = mapped_column(ForeignKey("definitions.id"), primary_key=True)
+    process_key: Mapped[str] = mapped_column(String(200), index=True)
+    label: Mapped[str] = mapped_column(String(20))
+    note: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(20))
+    change_instance_id: Mapped[int | None] = mapped_column(ForeignKey("instances.id"))
+    activation: Mapped[str | None] = mapped_column(String(30))
+    activated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    activated_by: Mapped[str | None] = mapped_column(String(200))
+    obsoleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    definition: Mapped[DefinitionRow] = relationship(lazy="joined")
+
+
+class SettingRow(Base):
+    """An engine setting stored in the database (e.g. ``activation``), with who changed it last and when."""
+
+    __tablename__ = "settings"
+
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[Any] = mapped_column(JSON)
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    changed_by: Mapped[str] = mapped_column(String(200))
 
 
 class InstanceRow(Base):
@@ -499,11 +534,17 @@ def list_due_instances(session: Session, limit: int = 500) -> list[InstanceRow]:
                                 .order_by(InstanceRow.next_due_at, InstanceRow.id).limit(limit)))
 
 
-def list_instances(session: Session, status: str | None = None, limit: int = 500) -> list[InstanceRow]:
-    """Instances, newest first, optionally of one status."""
+def list_instances(session: Session, status: str | None = None, limit: int = 500, process_key: str | None = None,
+                   version: int | None = None) -> list[InstanceRow]:
+    """Instances, newest first, optionally of one status, one process, one version of it."""
     query = select(InstanceRow).order_by(InstanceRow.id.desc()).limit(limit)
     if status:
         query = query.where(InstanceRow.status == status)
+    if process_key:
+        query = query.where(InstanceRow.process_key == process_key)
+    if version is not None:
+        query = query.join(DefinitionRow, InstanceRow.definition_id == DefinitionRow.id).where(
+            DefinitionRow.version == version)
     return list(session.scalars(query))
 
 
@@ -797,3 +838,84 @@ def definition_in_force(session: Session, process_key: str, at: datetime) -> Def
     return session.scalars(select(DefinitionRow).where(DefinitionRow.process_key == process_key,
                                                        DefinitionRow.deployed_at < at)
                            .order_by(DefinitionRow.version.desc()).limit(1)).first()
+
+
+# --- revisions and settings ------------------------------------------------------------------
+
+def add_revision(session: Session, row: RevisionRow) -> RevisionRow:
+    """Insert the revision record of a newly deployed version."""
+    session.add(row)
+    session.flush()
+    return row
+
+
+def active_definition(session: Session, process_key: str) -> DefinitionRow | None:
+    """The version of a process new instances start on (files loaded), None when none is active."""
+    return session.scalars(select(DefinitionRow).options(undefer_group(_FILES))
+                           .join(RevisionRow, RevisionRow.definition_id == DefinitionRow.id)
+                           .where(DefinitionRow.process_key == process_key, RevisionRow.status == "active")
+                           .order_by(DefinitionRow.version.desc()).limit(1)).first()
+
+
+def revision_of(session: Session, definition_id: int) -> RevisionRow | None:
+    """The revision record of a deployed version (None only for a version never registered)."""
+    return session.get(RevisionRow, definition_id)
+
+
+def revisions_of(session: Session, process_key: str, statuses: tuple[str, ...] | None = None) -> list[RevisionRow]:
+    """A process's revision records by version, optionally only those in the given statuses."""
+    query = (select(RevisionRow).join(DefinitionRow, RevisionRow.definition_id == DefinitionRow.id)
+             .where(RevisionRow.process_key == process_key).order_by(DefinitionRow.version))
+    if statuses:
+        query = query.where(RevisionRow.status.in_(statuses))
+    return list(session.scalars(query))
+
+
+def revision_by_change(session: Session, change_instance_id: int) -> RevisionRow | None:
+    """The revision a document change instance asks approval for, if any."""
+    return session.scalars(select(RevisionRow).where(RevisionRow.change_instance_id == change_instance_id)).first()
+
+
+def all_revisions(session: Session) -> dict[int, RevisionRow]:
+    """Every revision record by definition id."""
+    return {row.definition_id: row for row in session.scalars(select(RevisionRow))}
+
+
+def get_definition(session: Session, process_key: str, version: int) -> DefinitionRow:
+    """One deployed version of a process (files loaded); NotFound names what exists."""
+    row = session.scalars(select(DefinitionRow).options(undefer_group(_FILES))
+                          .where(DefinitionRow.process_key == process_key, DefinitionRow.version == version)).first()
+    if row is None:
+        latest_definition(session, process_key)  # NotFound for an unknown process
+        raise NotFound(f"process '{process_key}' has no version {version} "
+                       f"(newest: {latest_version_number(session, process_key)})")
+    return row
+
+
+def get_setting(session: Session, key: str) -> SettingRow | None:
+    """A stored engine setting, None when it was never set."""
+    return session.get(SettingRow, key)
+
+
+def put_setting(session: Session, key: str, value: Any, at: datetime, by: str) -> SettingRow:
+    """Store (or replace) an engine setting."""
+    row = session.get(SettingRow, key)
+    if row is None:
+        row = SettingRow(key=key)
+        session.add(row)
+    row.value, row.changed_at, row.changed_by = value, at, by
+    return row
+
+
+def list_settings(session: Session) -> list[SettingRow]:
+    """Every stored engine setting, by key."""
+    return list(session.scalars(select(SettingRow).order_by(SettingRow.key)))
+
+
+def running_instances_of(session: Session, process_key: str, version: int | None = None) -> list[InstanceRow]:
+    """Running instances of a process (on one version when given), oldest first."""
+    query = (select(InstanceRow).join(DefinitionRow, InstanceRow.definition_id == DefinitionRow.id)
+             .where(InstanceRow.process_key == process_key, InstanceRow.status == "running").order_by(InstanceRow.id))
+    if version is not None:
+        query = query.where(DefinitionRow.version == version)
+    return list(session.scalars(query))

@@ -20,7 +20,7 @@ from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.sql import Executable
 
-from engine import credentials, runtime, store
+from engine import credentials, revisions, runtime, store
 from engine.store import Database
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -119,9 +119,10 @@ def db(backend, empty_url, tmp_path, request):
 
 @pytest.fixture
 def org_db(db):
-    """The database with the shipped organisation and business calendar loaded."""
+    """The database with the shipped organisation and business calendar loaded, new versions activated directly."""
     db.run(lambda s: runtime.load_organisation(s, ORG_FILE, "admin", T0))
     db.run(lambda s: runtime.load_calendar(s, CALENDAR_FILE, "admin", T0))
+    db.run(lambda s: revisions.change_setting(s, "activation", "direct", "admin", T0, "test database"))
     return db
 
 

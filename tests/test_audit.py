@@ -49,8 +49,9 @@ def test_changed_event_data_no_longer_matches_its_hash(gateway_db):
 
 def test_deployment_organisation_and_calendar_loads_form_the_system_chain(gateway_db):
     events = gateway_db.run(lambda s: audit.history(s, None))
-    assert [e.kind for e in events] == ["organisation_loaded", "calendar_loaded", "definition_deployed"]
-    assert events[2].data["process"] == "gateway_condition" and events[2].data["version"] == 1
+    assert [e.kind for e in events] == ["organisation_loaded", "calendar_loaded", "setting_changed",
+                                        "definition_deployed"]
+    assert events[3].data["process"] == "gateway_condition" and events[3].data["version"] == 1
 
 
 def _problems(db, instance_id=None):
