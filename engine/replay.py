@@ -169,6 +169,10 @@ def _replay(session: Session, instance: InstanceRow, events: list[EventRow]) -> 
             _meet(run, event)
     if run.workflow is None:
         raise _Divergence("the history has no instance_started event")
+    if run.row.id != instance.definition_id:
+        raise _Divergence(f"the history was recorded under definition {run.row.process_key} v{run.row.version} "
+                          f"({run.row.content_hash[:12]}), but the instance runs on v{instance.definition.version} "
+                          f"({instance.definition.content_hash[:12]})")
     _nothing_pending(run, None)
     _compare_rows(session, instance, run)
 

@@ -61,7 +61,7 @@ def _problems(db, instance_id=None):
 def test_untouched_history_verifies(gateway_db):
     _run_small_request(gateway_db)
     result = gateway_db.run(audit.verify)
-    assert result.ok and result.chains == 2 and result.events == 11  # 3 system events, 8 of the instance
+    assert result.ok and result.chains == 2 and result.events == 12  # 4 system events, 8 of the instance
 
 
 def test_verify_names_an_event_whose_value_was_changed(gateway_db):

@@ -7,8 +7,8 @@ from sqlalchemy import text
 
 from conftest import (ORG_FILE, T0, at, deploy_fixture, fingerprint, postgresql_only,
                       sqlite_only)
-from engine import audit, runtime, schema, store
-from engine.errors import SchemaVersionError
+from engine import audit, replay, revisions, runtime, schema, store
+from engine.errors import InvalidTransition, SchemaVersionError
 from engine.store import Base, Database
 
 
@@ -28,28 +28,81 @@ def _at_first_migration(url: str) -> Database:
     return database
 
 
-def test_upgrading_a_database_made_at_the_first_migration_keeps_every_row(empty_url, monkeypatch):
-    old = _at_first_migration(empty_url)
-    monkeypatch.setattr(store, "SCHEMA_REVISION", "0001")  # qproc as it was when 0001 was the newest
-    old.run(lambda s: runtime.load_organisation(s, ORG_FILE, "admin", T0))
-    deploy_fixture(old, "gateway_condition")
-    first, second = (old.run(lambda s: runtime.start(s, "gateway_condition", "li.zhou", T0).id) for _ in range(2))
-    [task] = old.run(lambda s: store.tasks_of_instance(s, first))
-    old.run(lambda s: runtime.complete(s, task.id, "li.zhou", at(1), {"amount": 25}))
-    before = fingerprint(old)
-    old.dispose()
-    monkeypatch.undo()
+_ADDED_BY = {  # what each later migration added, removed again to leave a database as an older qproc left it
+    "0003": ["DROP TABLE settings", "DROP TABLE revisions"],
+    "0002": ["DROP INDEX uq_events_system_seq"],
+}
+_POSTGRESQL_GUARDS = ["DROP TRIGGER events_append_only ON events", "DROP TRIGGER events_no_truncate ON events",
+                      "DROP FUNCTION qproc_history_is_append_only()"]
 
-    upgraded = Database(empty_url)
-    assert upgraded.upgrade() == ("0001", store.SCHEMA_REVISION)
+
+def _as_left_by(database: Database, revision: str) -> dict[str, list]:
+    """Take back what the migrations after ``revision`` added (their rows with them), mark the database as being
+    at ``revision``, and return its rows: a database with data made by the qproc of that revision."""
+    with database.engine.begin() as conn:
+        for later in sorted((r for r in _ADDED_BY if r > revision), reverse=True):
+            for statement in _ADDED_BY[later] + (_POSTGRESQL_GUARDS if later == "0002" and
+                                                 conn.dialect.name == "postgresql" else []):
+                conn.execute(text(statement))
+        conn.execute(text("UPDATE alembic_version SET version_num = :revision"), {"revision": revision})
+    rows = fingerprint(database)
+    database.dispose()
+    return rows
+
+
+def _upgraded_keeps_every_row(url: str, before: dict[str, list], revision: str) -> tuple[Database, dict[str, list]]:
+    upgraded = Database(url)
+    assert upgraded.upgrade() == (revision, store.SCHEMA_REVISION)
     after = fingerprint(upgraded)
     assert after.pop("alembic_version") == [(store.SCHEMA_REVISION,)]
     before.pop("alembic_version")
+    added = {table: after.pop(table) for table in set(after) - set(before)}
     assert after == before
     assert upgraded.run(audit.verify).problems == []
+    return upgraded, added
+
+
+def test_upgrading_a_database_made_at_the_first_migration_keeps_every_row(empty_url):
+    made = Database(empty_url)
+    made.upgrade()
+    made.run(lambda s: runtime.load_organisation(s, ORG_FILE, "admin", T0))
+    deploy_fixture(made, "gateway_condition")
+    first, second = (made.run(lambda s: runtime.start(s, "gateway_condition", "li.zhou", T0).id) for _ in range(2))
+    [task] = made.run(lambda s: store.tasks_of_instance(s, first))
+    made.run(lambda s: runtime.complete(s, task.id, "li.zhou", at(1), {"amount": 25}))
+    before = _as_left_by(made, "0001")
+
+    upgraded, added = _upgraded_keeps_every_row(empty_url, before, "0001")
+    assert set(added) == {"revisions", "settings"}
     [review] = upgraded.run(lambda s: store.tasks_of_instance(s, first, runtime.ACTIVE_TASK))
     upgraded.run(lambda s: runtime.complete(s, review.id, "mei.wang", at(2), {"approved": True}))
     assert upgraded.run(lambda s: store.tasks_of_instance(s, second, runtime.ACTIVE_TASK)[0].name) == "request"
+    upgraded.dispose()
+
+
+def test_upgrading_a_0002_database_labels_its_versions_and_keeps_its_instances_running(empty_url, tmp_path):
+    made = Database(empty_url)
+    made.upgrade()
+    made.run(lambda s: runtime.load_organisation(s, ORG_FILE, "admin", T0))
+    made.run(lambda s: revisions.change_setting(s, "activation", "direct", "admin", T0, "as 0002 behaved"))
+    deploy_fixture(made, "gateway_condition")
+    on_v1 = made.run(lambda s: runtime.start(s, "gateway_condition", "li.zhou", T0).id)
+    deploy_fixture(made, "gateway_condition", {"amount &gt; 10": "amount &gt; 100"}, tmp_path)
+    on_v2 = made.run(lambda s: runtime.start(s, "gateway_condition", "li.zhou", T0).id)
+    before = _as_left_by(made, "0002")
+
+    upgraded, added = _upgraded_keeps_every_row(empty_url, before, "0002")
+    assert added["settings"] == []  # a database upgraded from 0002 asks for approval of new versions
+    labels = upgraded.run(lambda s: [(r.definition.version, r.label, r.status, r.activation)
+                                     for r in store.revisions_of(s, "gateway_condition")])
+    assert labels == [(1, "A/0", "obsolete", "before_revision_control"), (2, "A/1", "active", "before_revision_control")]
+    for instance_id in (on_v1, on_v2):
+        [request] = upgraded.run(lambda s: store.tasks_of_instance(s, instance_id, runtime.ACTIVE_TASK))
+        upgraded.run(lambda s: runtime.complete(s, request.id, "li.zhou", at(1), {"amount": 50}))
+    assert upgraded.run(lambda s: runtime.start(s, "gateway_condition", "li.zhou", at(2)).definition.version) == 2
+    with pytest.raises(InvalidTransition, match="version 1 \\(A/0\\): it is obsolete; the active version is 2 \\(A/1\\)"):
+        upgraded.run(lambda s: runtime.start(s, "gateway_condition", "li.zhou", at(2), version=1))
+    assert [r.match for r in upgraded.run(replay.replay_all)] == [True, True, True]
     upgraded.dispose()
 
 

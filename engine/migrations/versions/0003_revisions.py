@@ -41,7 +41,7 @@ def upgrade() -> None:
     op.create_table(
         "settings",
         sa.Column("key", sa.String(length=100), nullable=False),
-        sa.Column("value", sa.JSON(), nullable=True),
+        sa.Column("value", sa.JSON(), nullable=False),
         sa.Column("changed_at", sa.DateTime(), nullable=False),
         sa.Column("changed_by", sa.String(length=200), nullable=False),
         sa.PrimaryKeyConstraint("key"),
