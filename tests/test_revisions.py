@@ -1,0 +1,167 @@
+"""Revisions: a new version of a controlled procedure is a draft until its document change is approved;
+the obsolete version is withdrawn; qproc diff says what a revision changes in the process owner's words."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from cli import main
+from conftest import FIXTURES, ROOT, T0, at, fingerprint
+from engine import audit, revisions, runtime, store
+from engine.errors import InvalidTransition
+
+ORIGINAL, REVISED = FIXTURES / "processes" / "complaint_original.bpmn", FIXTURES / "processes" / "complaint_revised.bpmn"
+SETTINGS = ROOT / "processes" / "settings.yaml"
+INTAKE = {"customer": "Hangzhou Motors", "contact": "Zhao", "product_model": "QX-200", "channel": "email",
+          "complaint_type": "quality", "description": "E07 overcurrent after 2 h"}
+
+
+def deploy_complaint(db, path, note=None):
+    [result] = db.run(lambda s: runtime.deploy(s, [path], ROOT / "forms", "qiang.li", at(5), settings_file=SETTINGS,
+                                               note=note))
+    return result
+
+
+@pytest.fixture
+def controlled_db(org_db):
+    """Approval through P4 on: the document change fixture and the complaint as A/0 deployed."""
+    org_db.run(lambda s: revisions.change_setting(s, "activation", "approval", "qiang.li", T0, "production"))
+    org_db.run(lambda s: runtime.deploy(s, [FIXTURES / "processes" / "document_change.bpmn"], FIXTURES / "forms",
+                                        "qiang.li", T0))
+    deploy_complaint(org_db, ORIGINAL)
+    return org_db
+
+
+def start_complaint(db, minutes=10, **kwargs):
+    return db.run(lambda s: runtime.start(s, "customer_complaint", "li.zhou", at(minutes), **kwargs))
+
+
+def decide(db, change_instance: int, approved: bool, minutes=30):
+    [task] = db.run(lambda s: store.tasks_of_instance(s, change_instance, runtime.ACTIVE_TASK))
+    db.run(lambda s: runtime.complete(s, task.id, "jian.tang", at(minutes), {"approved": approved}))
+
+
+def statuses(db):
+    return db.run(lambda s: [(r.definition.version, r.label, r.status)
+                             for r in store.revisions_of(s, "customer_complaint")])
+
+
+def test_a_revision_is_a_draft_until_its_document_change_is_approved(controlled_db):
+    result = deploy_complaint(controlled_db, REVISED, note="containment step; quality explains")
+    assert (result.version, result.label, result.status) == (2, "A/1", "draft")
+    change = controlled_db.run(lambda s: store.get_instance(s, result.change_instance))
+    assert change.process_key == "document_change"
+    started = controlled_db.run(lambda s: audit.history(s, change.id))[0].data["data"]
+    assert {k: started[k] for k in ("document_kind", "process_key", "version", "revision_label", "change_note")} == {
+        "document_kind": "procedure", "process_key": "customer_complaint", "version": 2, "revision_label": "A/1",
+        "change_note": "containment step; quality explains"}
+    assert start_complaint(controlled_db).definition.version == 1
+    with pytest.raises(InvalidTransition, match=r"version 2 \(A/1\): it is draft; the active version is 1 \(A/0\)"):
+        start_complaint(controlled_db, version=2)
+
+
+def test_complaint_on_v1_finishes_on_v1_after_v2_is_approved_new_ones_start_on_v2_and_v1_is_refused(controlled_db):
+    old = start_complaint(controlled_db)
+    result = deploy_complaint(controlled_db, REVISED, note="containment step")
+    decide(controlled_db, result.change_instance, approved=True)
+    assert statuses(controlled_db) == [(1, "A/0", "obsolete"), (2, "A/1", "active")]
+    activated = controlled_db.run(lambda s: audit.history(s, None))[-1]
+    assert (activated.kind, activated.data["approved_by"], activated.data["document_change"],
+            activated.data["obsoletes"]) == ("revision_activated", "jian.tang", result.change_instance, [1])
+    [intake] = controlled_db.run(lambda s: store.tasks_of_instance(s, old.id, runtime.ACTIVE_TASK))
+    controlled_db.run(lambda s: runtime.complete(s, intake.id, "li.zhou", at(40), INTAKE))
+    assert controlled_db.run(lambda s: store.get_instance(s, old.id).definition.version) == 1
+    assert start_complaint(controlled_db, 50).definition.version == 2
+    before = fingerprint(controlled_db)
+    with pytest.raises(InvalidTransition, match=r"cannot start customer_complaint version 1 \(A/0\): it is obsolete; "
+                                                r"the active version is 2 \(A/1\)"):
+        start_complaint(controlled_db, 60, version=1)
+    assert fingerprint(controlled_db) == before
+
+
+def test_a_refused_approval_rejects_the_draft_and_keeps_the_active_version(controlled_db):
+    result = deploy_complaint(controlled_db, REVISED)
+    decide(controlled_db, result.change_instance, approved=False)
+    assert statuses(controlled_db) == [(1, "A/0", "active"), (2, "A/1", "rejected")]
+    assert controlled_db.run(lambda s: audit.history(s, None))[-1].kind == "revision_rejected"
+
+
+def test_a_controlled_revision_without_document_change_deployed_is_refused_and_changes_nothing(org_db):
+    org_db.run(lambda s: revisions.change_setting(s, "activation", "approval", "qiang.li", T0, "production"))
+    deploy_complaint(org_db, ORIGINAL)
+    before = fingerprint(org_db)
+    with pytest.raises(InvalidTransition, match="no 'document_change' process is deployed"):
+        deploy_complaint(org_db, REVISED)
+    assert fingerprint(org_db) == before
+
+
+def test_document_change_itself_and_direct_databases_activate_at_once(controlled_db, tmp_path):
+    changed = tmp_path / "document_change.bpmn"
+    changed.write_text((FIXTURES / "processes" / "document_change.bpmn").read_text(encoding="utf-8")
+                       .replace("Approve the revision", "Approve the new revision"), encoding="utf-8")
+    [result] = controlled_db.run(lambda s: runtime.deploy(s, [changed], FIXTURES / "forms", "qiang.li", at(1)))
+    assert (result.label, result.status) == ("A/1", "active")
+    controlled_db.run(lambda s: revisions.change_setting(s, "activation", "direct", "qiang.li", at(2), "test bench"))
+    assert deploy_complaint(controlled_db, REVISED).status == "active"
+    assert statuses(controlled_db)[-1] == (2, "A/1", "active")
+    deployed = controlled_db.run(lambda s: audit.history(s, None))[-1]
+    assert (deployed.data["activation"], deployed.data["obsoletes"]) == ("direct", [1])
+
+
+def test_settings_are_checked_and_each_change_recorded(controlled_db):
+    with pytest.raises(Exception, match="must be one of approval, direct"):
+        controlled_db.run(lambda s: revisions.change_setting(s, "activation", "sometimes", "qiang.li", at(1), "x"))
+    controlled_db.run(lambda s: revisions.change_setting(s, "controlled", "capa", "qiang.li", at(1), "only CAPA"))
+    assert deploy_complaint(controlled_db, REVISED).status == "active"  # the complaint is no longer controlled
+    event = [e for e in controlled_db.run(lambda s: audit.history(s, None)) if e.kind == "setting_changed"][-1]
+    assert (event.actor, event.data) == ("qiang.li", {"key": "controlled", "old": "all", "new": ["capa"],
+                                                      "reason": "only CAPA"})
+
+
+def qproc(db, *args, user="qiang.li"):
+    result = CliRunner().invoke(main, ["--db", db.url, "--as", user, "--now", "2026-11-02T10:00:00+00:00", *args],
+                                catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+ADDED = ("Step added: 'Contain the problem 围堵措施' (containment), user task in Engineering 工程部, "
+         "after 'Open corrective action 立案' (open_capa).")
+MOVED = ("Department changed: 'Explain to customer with evidence 向客户解释说明' (explain_to_customer) "
+         "moves from Sales 销售部 to Quality 质量部.")
+
+
+def test_diff_says_in_words_that_a_step_was_added_and_a_task_moved_department(controlled_db):
+    deploy_complaint(controlled_db, REVISED)
+    code, out = qproc(controlled_db, "diff", "customer_complaint", "1", "2")
+    assert code == 0, out
+    assert [line.strip()[2:] for line in out.splitlines() if line.strip().startswith("- ")] == [ADDED, MOVED]
+    code, out = qproc(controlled_db, "diff", "customer_complaint", "1", "2", "--json")
+    assert [(c["kind"], c["subject"]) for c in json.loads(out)["changes"]] == [
+        ("step_added", "containment"), ("department_changed", "explain_to_customer")]
+
+
+def test_deploy_dry_run_shows_the_diff_and_the_running_instances_and_changes_nothing(controlled_db):
+    running = start_complaint(controlled_db)
+    before = fingerprint(controlled_db)
+    code, out = qproc(controlled_db, "deploy", str(REVISED), "--forms", str(ROOT / "forms"), "--dry-run")
+    assert code == 0, out
+    assert ADDED in out and MOVED in out
+    assert f"instance {running.id} (-) on version 1, waiting on intake" in out
+    assert fingerprint(controlled_db) == before
+
+
+def test_definitions_and_instances_show_revisions_and_versions(controlled_db):
+    on_v1 = start_complaint(controlled_db)
+    result = deploy_complaint(controlled_db, REVISED, note="containment step")
+    decide(controlled_db, result.change_instance, approved=True)
+    on_v2 = start_complaint(controlled_db, 50)
+    code, out = qproc(controlled_db, "definitions", "--json")
+    rows = [(d["process"], d["version"], d["revision"], d["status"], d["activation"], d["activated_by"])
+            for d in json.loads(out) if d["process"] == "customer_complaint"]
+    assert rows == [("customer_complaint", 1, "A/0", "obsolete", "first_issue", "qiang.li"),
+                    ("customer_complaint", 2, "A/1", "active", "approved", "jian.tang")]
+    for version, instance in ((1, on_v1), (2, on_v2)):
+        code, out = qproc(controlled_db, "instances", "--process", "customer_complaint", "--version", str(version),
+                          "--json")
+        assert [i["id"] for i in json.loads(out)] == [instance.id]
