@@ -141,10 +141,14 @@ def test_diff_says_in_words_that_a_step_was_added_and_a_task_moved_department(co
         ("step_added", "containment"), ("department_changed", "explain_to_customer")]
 
 
-def test_deploy_dry_run_shows_the_diff_and_the_running_instances_and_changes_nothing(controlled_db):
+def test_deploy_dry_run_shows_the_diff_and_the_running_instances_and_changes_nothing(controlled_db, tmp_path):
     running = start_complaint(controlled_db)
+    folder = tmp_path / "processes"
+    folder.mkdir()
+    for source in (REVISED, SETTINGS):
+        (folder / source.name).write_bytes(source.read_bytes())
     before = fingerprint(controlled_db)
-    code, out = qproc(controlled_db, "deploy", str(REVISED), "--forms", str(ROOT / "forms"), "--dry-run")
+    code, out = qproc(controlled_db, "deploy", str(folder), "--forms", str(ROOT / "forms"), "--dry-run")
     assert code == 0, out
     assert ADDED in out and MOVED in out
     assert f"instance {running.id} (-) on version 1, waiting on intake" in out
