@@ -473,17 +473,16 @@ def definitions(ctx: Context, as_json: bool) -> None:
                      "activated_by": v.activated_by, "document_change": v.change_instance_id,
                      "obsoleted_at": _iso(v.obsoleted_at)} for r, v in found])
         return
-    _table("Deployed processes", ["process", "version", "revision", "status", "name", "deployed", "by", "note",
-                                  "activated", "hash"],
-           [[r.process_key, r.version, v.label, v.status, r.name, _time(r.deployed_at), r.deployed_by, v.note,
-             _activation(v), r.content_hash[:12]] for r, v in found])
+    _table("Deployed processes", ["process", "v", "rev", "status", "deployed", "by", "note", "activated", "hash"],
+           [[r.process_key, r.version, v.label, v.status, _time(r.deployed_at), r.deployed_by, v.note,
+             _activation(v), r.content_hash[:8]] for r, v in found])
 
 
 def _activation(v) -> str:
     if v.activation is None:
         return f"awaiting document change {v.change_instance_id}" if v.change_instance_id else ""
-    via = f" via document change {v.change_instance_id}" if v.change_instance_id else ""
-    return f"{v.activation} by {v.activated_by}{via}, {_time(v.activated_at)}"
+    via = f" (document change {v.change_instance_id})" if v.change_instance_id else ""
+    return f"{v.activation} by {v.activated_by}{via}"
 
 
 @main.command()

@@ -174,9 +174,11 @@ def approval_request(row: DefinitionRow, revision: RevisionRow) -> dict[str, Any
 
 
 def _approver(session: Session, instance: InstanceRow) -> str | None:
-    """Who completed the document change's approval: the last completed task whose data says ``approved``."""
-    done = [t for t in store.tasks_of_instance(session, instance.id, ("completed",)) if "approved" in (t.data or {})]
-    return done[-1].completed_by if done else None
+    """Who completed the document change's approval: the last completed task whose data says ``approved``
+    (else the last completed task: the approval may be decided under another field name)."""
+    done = store.tasks_of_instance(session, instance.id, ("completed",))
+    approvals = [t for t in done if "approved" in (t.data or {})] or done
+    return approvals[-1].completed_by if approvals else None
 
 
 def document_change_completed(session: Session, instance: InstanceRow, data: dict[str, Any],
