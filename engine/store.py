@@ -907,11 +907,6 @@ def put_setting(session: Session, key: str, value: Any, at: datetime, by: str) -
     return row
 
 
-def list_settings(session: Session) -> list[SettingRow]:
-    """Every stored engine setting, by key."""
-    return list(session.scalars(select(SettingRow).order_by(SettingRow.key)))
-
-
 def running_instances_of(session: Session, process_key: str, version: int | None = None) -> list[InstanceRow]:
     """Running instances of a process (on one version when given), oldest first."""
     query = (select(InstanceRow).join(DefinitionRow, InstanceRow.definition_id == DefinitionRow.id)

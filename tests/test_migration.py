@@ -4,7 +4,7 @@ from datetime import timedelta
 
 import pytest
 
-from conftest import T0, deploy_fixture, fingerprint
+from conftest import FIXTURES, ROOT, T0, deploy_fixture, fingerprint
 from engine import audit, migration, replay, runtime, store, timers
 from engine.errors import Forbidden, InvalidTransition
 
@@ -109,3 +109,50 @@ def test_only_a_head_migrates_and_only_with_a_reason_to_the_active_version(bound
         boundary_db.run(lambda s: migration.migrate(s, instance_id, 2, "qiang.li", T0 + HOUR, " "))
     with pytest.raises(InvalidTransition, match="already runs on version 1"):
         boundary_db.run(lambda s: migration.migrate(s, instance_id, 1, "qiang.li", T0 + HOUR, "back"))
+
+
+def test_a_waiting_task_the_new_version_moves_lands_in_the_new_departments_inbox(org_db):
+    def deploy(path):
+        org_db.run(lambda s: runtime.deploy(s, [path], ROOT / "forms", "qiang.li", T0,
+                                            settings_file=ROOT / "processes" / "settings.yaml"))
+
+    def answer(actor, data, minutes):
+        [task] = org_db.run(lambda s: store.tasks_of_instance(s, instance_id, runtime.ACTIVE_TASK))
+        org_db.run(lambda s: runtime.complete(s, task.id, actor, T0 + timedelta(minutes=minutes), data))
+        return task
+
+    deploy(FIXTURES / "processes" / "complaint_original.bpmn")
+    instance_id = org_db.run(lambda s: runtime.start(s, "customer_complaint", "li.zhou", T0).id)
+    answer("li.zhou", {"customer": "Hangzhou Motors", "contact": "Zhao", "product_model": "QX-200",
+                       "channel": "email", "complaint_type": "quality", "description": "E07"}, 10)
+    answer("jian.tang", {"proceed": "proceed"}, 20)
+    answer("mei.wang", {"facts_verified": "yes", "nonconformity": "not_reproducible", "responsibility": "not_ours"}, 30)
+    [explain] = org_db.run(lambda s: store.tasks_of_instance(s, instance_id, runtime.ACTIVE_TASK))
+    assert (explain.name, explain.department) == ("explain_to_customer", "sales")
+    deploy(FIXTURES / "processes" / "complaint_revised.bpmn")
+    org_db.run(lambda s: migration.migrate(s, instance_id, 2, "qiang.li", T0 + HOUR, "quality explains now"))
+    [moved] = org_db.run(lambda s: store.tasks_of_instance(s, instance_id, runtime.ACTIVE_TASK))
+    assert (moved.id, moved.department, moved.due_at) == (explain.id, "quality", explain.due_at)
+    with pytest.raises(Forbidden, match="not a member|quality"):
+        org_db.run(lambda s: runtime.complete(s, moved.id, "li.zhou", T0 + 2 * HOUR, {}))
+    assert org_db.run(lambda s: replay.replay(s, instance_id)).match
+
+
+def test_qproc_migrate_names_the_blocking_task_and_exits_1(boundary_db, tmp_path):
+    from click.testing import CliRunner
+
+    from cli import main
+
+    instance_id = start(boundary_db)
+    revise(boundary_db, tmp_path, REMOVE_REVIEW)
+
+    def qproc(*args):
+        result = CliRunner().invoke(main, ["--db", boundary_db.url, "--as", "qiang.li", *args], catch_exceptions=False)
+        return result.exit_code, result.output
+
+    code, out = qproc("migrate", str(instance_id), "--to", "2", "--dry-run")
+    assert code == 0 and f"instance {instance_id} (-): would move from version 1 to 2, waiting on review — blocked: " \
+                          f"version 2 removes 'Review 评审' (review) (ready)" in out
+    code, out = qproc("migrate", "--process", "boundary_timer", "--from", "1", "--to", "2", "--reason", "head decides")
+    assert code == 1 and "version 2 removes 'Review 评审' (review) (ready), " in out
+    assert out.rstrip().endswith("which the instance has not finished (none of the 1 instances was migrated)")

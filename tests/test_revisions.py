@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from cli import main
-from conftest import FIXTURES, ROOT, T0, at, fingerprint
+from conftest import FIXTURES, ROOT, T0, at, deploy_fixture, fingerprint
 from engine import audit, revisions, runtime, store
 from engine.errors import InvalidTransition
 
@@ -169,3 +169,15 @@ def test_definitions_and_instances_show_revisions_and_versions(controlled_db):
         code, out = qproc(controlled_db, "instances", "--process", "customer_complaint", "--version", str(version),
                           "--json")
         assert [i["id"] for i in json.loads(out)] == [instance.id]
+
+
+def test_a_timer_started_procedure_keeps_its_schedule_on_the_active_version_until_the_draft_is_approved(
+        controlled_db, tmp_path):
+    deploy_fixture(controlled_db, "timer_start_cycle")
+    [draft] = deploy_fixture(controlled_db, "timer_start_cycle", {"/P3M": "/P6M"}, tmp_path)
+    assert draft.status == "draft"
+    schedule = controlled_db.run(lambda s: store.find_schedule(s, "timer_start_cycle"))
+    assert (schedule.definition.version, "P3M" in schedule.expression) == (1, True)
+    decide(controlled_db, draft.change_instance, approved=True)
+    schedule = controlled_db.run(lambda s: store.find_schedule(s, "timer_start_cycle"))
+    assert (schedule.definition.version, "P6M" in schedule.expression) == (2, True)
