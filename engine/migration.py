@@ -88,10 +88,14 @@ def move_workflow(workflow: BpmnWorkflow, target: Definition) -> list[dict]:
     top, subs = diff_workflow(_REGISTRY, workflow, target.spec, target.subprocess_specs)
     saved = {task.id: (deepcopy(task.data), deepcopy(task.internal_data.get("event_value")))
              for task in runtime.all_tasks(workflow) if task.has_state(_WAITING)}
-    migrate_workflow(top, workflow, target.spec)
-    for sp_id, sub_diff in subs.items():
-        sub = workflow.subprocesses[sp_id]
-        migrate_workflow(sub_diff, sub, target.subprocess_specs[sub.spec.name])
+    moved = [(workflow, target.spec, top)] + [(workflow.subprocesses[sp_id], target.subprocess_specs[
+        workflow.subprocesses[sp_id].spec.name], sub_diff) for sp_id, sub_diff in subs.items()]
+    for process, spec, process_diff in moved:
+        last = process.last_task.id if process.last_task is not None else None
+        migrate_workflow(process_diff, process, spec)
+        # Spiff looks the last task up among the task ids by the task itself, so it always drops it;
+        # the current data (what ``show`` and the next steps read) comes from it: put it back.
+        process.last_task = process.tasks.get(last)
     workflow.subprocess_specs = target.subprocess_specs
     kept = []
     for task in runtime.all_tasks(workflow):

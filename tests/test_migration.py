@@ -5,7 +5,7 @@ from datetime import timedelta
 import pytest
 
 from conftest import FIXTURES, ROOT, T0, deploy_fixture, fingerprint
-from engine import audit, migration, replay, runtime, store, timers
+from engine import audit, corrections, migration, replay, runtime, store, timers
 from engine.errors import Forbidden, InvalidTransition
 
 ADD_STEP = {  # revision A/1 of boundary_timer: a reviewed request is recorded before it ends
@@ -51,9 +51,11 @@ def test_migration_keeps_the_timer_due_time_and_the_task_deadline(boundary_db, t
     instance_id = start(boundary_db)
     [(name, due)] = open_tasks(boundary_db, instance_id)
     assert (name, due) == ("review", T0 + 4 * HOUR)
+    boundary_db.run(lambda s: runtime.claim(s, store.tasks_of_instance(s, instance_id)[0].id, "mei.wang", T0))
     revise(boundary_db, tmp_path, ADD_STEP)
     boundary_db.run(lambda s: migration.migrate(s, instance_id, 2, "qiang.li", T0 + HOUR, "record every review"))
     assert open_tasks(boundary_db, instance_id) == [("review", T0 + 4 * HOUR)]
+    assert boundary_db.run(lambda s: store.tasks_of_instance(s, instance_id)[0].assignee) == "mei.wang"
     assert timers.fire_due(boundary_db, T0 + 4 * HOUR - timedelta(minutes=1)) == []
     timers.fire_due(boundary_db, T0 + 4 * HOUR + timedelta(minutes=1))  # Spiff alone would wait until 5 h
     assert [name for name, _ in open_tasks(boundary_db, instance_id)] == ["chase"]
@@ -129,8 +131,12 @@ def test_a_waiting_task_the_new_version_moves_lands_in_the_new_departments_inbox
     answer("mei.wang", {"facts_verified": "yes", "nonconformity": "not_reproducible", "responsibility": "not_ours"}, 30)
     [explain] = org_db.run(lambda s: store.tasks_of_instance(s, instance_id, runtime.ACTIVE_TASK))
     assert (explain.name, explain.department) == ("explain_to_customer", "sales")
+    intake = org_db.run(lambda s: store.tasks_of_instance(s, instance_id)[0])
+    org_db.run(lambda s: corrections.correct(s, intake.id, "li.zhou", T0 + timedelta(minutes=40),
+                                             {"contact": "Zhao Lei"}, "full name"))
     deploy(FIXTURES / "processes" / "complaint_revised.bpmn")
     org_db.run(lambda s: migration.migrate(s, instance_id, 2, "qiang.li", T0 + HOUR, "quality explains now"))
+    assert org_db.run(lambda s: runtime.instance_data(store.get_instance(s, instance_id)))["contact"] == "Zhao Lei"
     [moved] = org_db.run(lambda s: store.tasks_of_instance(s, instance_id, runtime.ACTIVE_TASK))
     assert (moved.id, moved.department, moved.due_at) == (explain.id, "quality", explain.due_at)
     with pytest.raises(Forbidden, match="not a member|quality"):
