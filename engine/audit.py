@@ -314,7 +314,7 @@ def summary(event: Event) -> str:
     if event.kind == EventKind.ACTION_REFUSED:
         return data["reason"]
     if event.kind == EventKind.INSTANCE_MIGRATED:
-        kept = ", ".join(f"{t['timer']} due {_minute(t['due'])}" for t in data["timers_kept"] if t["due"])
+        kept = ", ".join(f"{t['timer']} due {_minute(t['due'])}" for t in data["timers_kept"])
         return f"version {data['from']} → {data['to']} (reason: {data['reason']})" + (f"; kept {kept}" if kept else "")
     if event.kind in (EventKind.REVISION_ACTIVATED, EventKind.REVISION_REJECTED):
         return (f"{data['process']} v{data['version']} {data['revision']} {event.kind.split('_')[1]} by "

@@ -97,18 +97,13 @@ def move_workflow(workflow: BpmnWorkflow, target: Definition) -> list[dict]:
         # the current data (what ``show`` and the next steps read) comes from it: put it back.
         process.last_task = process.tasks.get(last)
     workflow.subprocess_specs = target.subprocess_specs
-    kept = []
     for task in runtime.all_tasks(workflow):
         if task.id not in saved or not task.has_state(_WAITING):
             continue
-        data, event_value = saved[task.id]
-        task.data = data
-        timer = getattr(task.task_spec, "event_definition", None)
-        if isinstance(timer, TimerEventDefinition) and event_value is not None:
+        task.data, event_value = saved[task.id]
+        if isinstance(getattr(task.task_spec, "event_definition", None), TimerEventDefinition) and event_value:
             task.internal_data["event_value"] = event_value
-            due = runtime.timer_due(task)
-            kept.append({"timer": task.task_spec.bpmn_id, "due": due.isoformat() if due else None})
-    return sorted(kept, key=lambda k: (k["due"] or "", k["timer"]))
+    return runtime.timer_schedule(workflow)
 
 
 def _plan(session: Session, instance: InstanceRow, to_version: int) -> tuple[Plan, BpmnWorkflow, Definition]:
@@ -198,7 +193,7 @@ def _apply(session: Session, instance: InstanceRow, workflow: BpmnWorkflow, targ
                            "to_hash": target_row.content_hash, "reason": reason, "timers_kept": kept,
                            "tasks_moved": moved})
         instance.definition_id, instance.definition = target_row.id, target_row
-        runtime.advance(session, instance, target, workflow, actor, now, before)
+        runtime.continue_migrated(session, instance, target, workflow, actor, now, before)
 
 
 def _follow_routing(session: Session, instance: InstanceRow, target: Definition) -> list[dict]:

@@ -272,7 +272,7 @@ _INPUTS: dict[str, Callable[[_Run, EventRow], None]] = {
 
 
 def _advance(run: _Run, event: EventRow, before: dict, refresh_timers: bool = False) -> None:
-    """What the runtime's ``advance`` does, producing expected outputs instead of rows and events."""
+    """What the runtime's ``_advance`` does, producing expected outputs instead of rows and events."""
     try:
         runtime.run_engine(run.instance_id, run.workflow, refresh_timers)
     except EngineError as err:

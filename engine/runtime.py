@@ -322,7 +322,7 @@ def _plain(moment: datetime) -> datetime:
     return datetime.combine(moment.date(), moment.time(), timezone.utc)
 
 
-def timer_due(task) -> datetime | None:
+def _timer_due(task) -> datetime | None:
     """When a waiting timer task falls due (its next cycle for a cycle timer), None if it never will."""
     timer, value = task.task_spec.event_definition, task.internal_data.get("event_value")
     if value is None:
@@ -340,7 +340,7 @@ def _waiting_timers(workflow: BpmnWorkflow) -> list[tuple[Any, datetime]]:
     found = []
     for task in workflow.event_manager.tasks.values():
         if isinstance(task.task_spec.event_definition, TimerEventDefinition) and task.state == TaskState.WAITING:
-            due = timer_due(task)
+            due = _timer_due(task)
             if due is not None:
                 found.append((task, due))
     return sorted(found, key=lambda item: item[1])
@@ -383,7 +383,7 @@ def _boundary_timer_due(task) -> datetime | None:
     split = task.parent
     if split is None or not isinstance(split.task_spec, BoundaryEventSplit):
         return None
-    dues = [timer_due(t) for t in split.children if isinstance(t.task_spec, BoundaryEvent)
+    dues = [_timer_due(t) for t in split.children if isinstance(t.task_spec, BoundaryEvent)
             and isinstance(t.task_spec.event_definition, TimerEventDefinition) and t.state == TaskState.WAITING]
     dues = [d for d in dues if d is not None]
     return min(dues) if dues else None
@@ -499,12 +499,24 @@ def _save(session: Session, instance: InstanceRow, workflow: BpmnWorkflow, now: 
     reschedule(session, instance, workflow, active)
 
 
-def advance(session: Session, instance: InstanceRow, definition: Definition, workflow: BpmnWorkflow,
+def _advance(session: Session, instance: InstanceRow, definition: Definition, workflow: BpmnWorkflow,
              actor: str, now: datetime, before: dict) -> None:
     """Run the engine to the next wait, then record steps, sync tasks, finish if ended, save and reschedule."""
     run_engine(instance.id, workflow)
     active = _settle(session, instance, definition, workflow, actor, now, before)
     _save(session, instance, workflow, now, active)
+
+
+def continue_migrated(session: Session, instance: InstanceRow, definition: Definition, workflow: BpmnWorkflow,
+                      actor: str, now: datetime, before: dict) -> None:
+    """Run an instance just moved onto another version's specs (see :mod:`engine.migration`) to its next wait
+    and record what followed, as any command does."""
+    _advance(session, instance, definition, workflow, actor, now, before)
+
+
+def timer_schedule(workflow: BpmnWorkflow) -> list[dict]:
+    """Every waiting timer of the workflow as ``{timer, due}``, earliest first (what a migration keeps)."""
+    return [{"timer": task.task_spec.bpmn_id, "due": due.isoformat()} for task, due in _waiting_timers(workflow)]
 
 
 def _fire_due_timers(session: Session, instance: InstanceRow, definition: Definition, workflow: BpmnWorkflow,
@@ -560,7 +572,7 @@ def _begin(session: Session, row: DefinitionRow, definition: Definition, actor: 
     if timer is not None:
         audit.record(session, EventKind.TIMER_FIRED, SYSTEM_ACTOR, now, instance=instance, data=timer)
     with command_clock(session, now):
-        advance(session, instance, definition, workflow, actor, now, before={})
+        _advance(session, instance, definition, workflow, actor, now, before={})
     return instance
 
 
@@ -786,7 +798,7 @@ def complete(session: Session, task_id: int, actor: str, now: datetime, data: di
         if info.signature:
             signatures.sign(session, instance, task, completion, actor, org.user(actor).label,
                             signatures.meaning(info, clean), now)
-        advance(session, instance, definition, workflow, actor, now, before)
+        _advance(session, instance, definition, workflow, actor, now, before)
     return task
 
 
