@@ -155,15 +155,19 @@ def _move(revision: RevisionRow, new: RevisionStatus) -> None:
 
 
 def _put_in_force(session: Session, revision: RevisionRow, how: Activation, actor: str, now: datetime) -> list[int]:
-    """Activate a draft and make the version in force before it obsolete; returns the obsoleted versions."""
-    _move(revision, RevisionStatus.ACTIVE)
-    revision.activation, revision.activated_at, revision.activated_by = how.value, now, actor
+    """Activate a draft and make the version in force before it obsolete; returns the obsoleted versions.
+
+    The database allows one active version per process: the old one is withdrawn (and written) first, so
+    two approvals racing for the same process collide and the later one re-runs on what the first did.
+    """
     obsoleted = []
     for other in store.revisions_of(session, revision.process_key, (RevisionStatus.ACTIVE.value,)):
-        if other is not revision:
-            _move(other, RevisionStatus.OBSOLETE)
-            other.obsoleted_at = now
-            obsoleted.append(other.definition.version)
+        _move(other, RevisionStatus.OBSOLETE)
+        other.obsoleted_at = now
+        obsoleted.append(other.definition.version)
+    session.flush()
+    _move(revision, RevisionStatus.ACTIVE)
+    revision.activation, revision.activated_at, revision.activated_by = how.value, now, actor
     return obsoleted
 
 

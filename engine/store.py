@@ -90,6 +90,8 @@ class RevisionRow(Base):
     """
 
     __tablename__ = "revisions"
+    __table_args__ = (Index("uq_revisions_one_active", "process_key", unique=True,
+                            sqlite_where=text("status = 'active'"), postgresql_where=text("status = 'active'")),)
 
     definition_id: Mapped[int] = mapped_column(ForeignKey("definitions.id"), primary_key=True)
     process_key: Mapped[str] = mapped_column(String(200), index=True)

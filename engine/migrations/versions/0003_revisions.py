@@ -5,7 +5,7 @@ Revises: 0002
 Create Date: 2026-11-26
 
 Document control of deployed versions (P4): a ``revisions`` row per version (label, note, status,
-how and when it became active) and a ``settings`` table (e.g. ``activation``: approval or direct).
+how and when it became active; at most one active per process) and a ``settings`` table (e.g. ``activation``: approval or direct).
 Versions deployed before revision control get labels A/0, A/1 … in version order; the newest
 version of each process is active (new instances already started on it), older ones obsolete.
 """
@@ -38,6 +38,8 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("definition_id"),
     )
     op.create_index("ix_revisions_process_key", "revisions", ["process_key"])
+    op.create_index("uq_revisions_one_active", "revisions", ["process_key"], unique=True,
+                    sqlite_where=sa.text("status = 'active'"), postgresql_where=sa.text("status = 'active'"))
     op.create_table(
         "settings",
         sa.Column("key", sa.String(length=100), nullable=False),
