@@ -77,7 +77,7 @@ def _steps(definition: Definition) -> dict[tuple[str, str], _Step]:
             timer = getattr(spec, "event_definition", None)
             conditions = tuple(sorted((_readable(target, specs), cond.args[0])
                                       for cond, target in getattr(spec, "cond_task_specs", ()) if cond is not None))
-            inputs = tuple(sorted(_readable(i.name, specs) for i in spec.inputs if _readable(i.name, specs) != "Start"))
+            inputs = tuple(sorted({_readable(i.name, specs) for i in spec.inputs} - {"Start"}))
             found[(process_spec.name, spec.bpmn_id)] = _Step(
                 process=process_spec.name, bpmn_id=spec.bpmn_id, name=spec.bpmn_name,
                 kind=_KINDS.get(type(spec).__name__, type(spec).__name__), lane=spec.lane, inputs=inputs,
@@ -107,6 +107,7 @@ def compare(old: Definition, new: Definition) -> list[Change]:
     return sorted(changes, key=lambda c: (_ORDER.index(c.kind), c.subject, c.text))
 
 
+_DONE_BY_PEOPLE = ("user task", "manual task")
 _ORDER = ("step_added", "step_removed", "step_renamed", "department_changed", "form_changed", "field_added",
           "field_removed", "field_required", "field_optional", "choices_changed", "deadline_changed",
           "timer_changed", "condition_changed", "setting_changed")
@@ -118,7 +119,7 @@ def _step_changes(old: _Step, new: _Step, names: dict[str, str]) -> list[Change]
         changes.append(Change("step_renamed", new.bpmn_id,
                               f"Step renamed: '{old.name or old.bpmn_id}' is now '{new.name or new.bpmn_id}' "
                               f"({new.bpmn_id})."))
-    if old.lane != new.lane:
+    if old.lane != new.lane and new.kind in _DONE_BY_PEOPLE:  # gateways and events follow the tasks around them
         changes.append(Change("department_changed", new.bpmn_id,
                               f"Department changed: {new.label} moves from {old.lane or 'no department'} "
                               f"to {new.lane or 'no department'}."))
