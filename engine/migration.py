@@ -81,15 +81,17 @@ def blocking_tasks(workflow: BpmnWorkflow, target: Definition) -> list[str]:
 
 def move_workflow(workflow: BpmnWorkflow, target: Definition) -> list[dict]:
     """Put the workflow on the target version's specs with Spiff's migration, then give back what Spiff reset:
-    waiting timers' due times and waiting tasks' data. Returns the timers kept as ``{timer, due}``.
+    waiting timers' due times and waiting tasks' data. Returns the waiting timers, ``{timer, due}``, due as before.
 
     Call only when :func:`blocking_tasks` is empty, inside the command clock.
     """
     top, subs = diff_workflow(_REGISTRY, workflow, target.spec, target.subprocess_specs)
     saved = {task.id: (deepcopy(task.data), deepcopy(task.internal_data.get("event_value")))
              for task in runtime.all_tasks(workflow) if task.has_state(_WAITING)}
-    moved = [(workflow, target.spec, top)] + [(workflow.subprocesses[sp_id], target.subprocess_specs[
-        workflow.subprocesses[sp_id].spec.name], sub_diff) for sp_id, sub_diff in subs.items()]
+    moved = [(workflow, target.spec, top)]
+    for sp_id, sub_diff in subs.items():
+        sub = workflow.subprocesses[sp_id]
+        moved.append((sub, target.subprocess_specs[sub.spec.name], sub_diff))
     for process, spec, process_diff in moved:
         last = process.last_task.id if process.last_task is not None else None
         migrate_workflow(process_diff, process, spec)
