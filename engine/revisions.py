@@ -187,8 +187,9 @@ def _approver(session: Session, instance: InstanceRow) -> str | None:
 
 def document_change_completed(session: Session, instance: InstanceRow, data: dict[str, Any],
                               now: datetime) -> RevisionRow | None:
-    """Settle the draft a finished document change was about: ``approved`` true puts it in force
-    (``revision_activated``), anything else rejects it (``revision_rejected``); returns the activated revision.
+    """Settle the draft a finished document change was about: ``approved`` true, with the case still about this
+    procedure revision (``document_kind``, ``process_key``, ``version`` as the engine started it), puts it in force
+    (``revision_activated``); anything else rejects it (``revision_rejected``); returns the activated revision.
 
     A version approved after a newer one was activated is withdrawn at once (obsolete), not put back in force.
     """
@@ -198,7 +199,9 @@ def document_change_completed(session: Session, instance: InstanceRow, data: dic
     row, approver = revision.definition, _approver(session, instance)
     facts = {"process": row.process_key, "version": row.version, "revision": revision.label,
              "document_change": instance.id, "approved_by": approver}
-    if data.get("approved") is not True:
+    still_this = {key: data.get(key) for key in ("document_kind", "process_key", "version")} == {
+        "document_kind": DOCUMENT_KIND, "process_key": row.process_key, "version": row.version}
+    if data.get("approved") is not True or not still_this:
         _move(revision, RevisionStatus.REJECTED)
         audit.record(session, EventKind.REVISION_REJECTED, approver or instance.started_by, now,
                      definition_hash=row.content_hash, data=facts)

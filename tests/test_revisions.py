@@ -97,9 +97,7 @@ def test_a_controlled_revision_without_document_change_deployed_is_refused_and_c
 
 
 def test_document_change_itself_and_direct_databases_activate_at_once(controlled_db, tmp_path):
-    changed = tmp_path / "document_change.bpmn"
-    changed.write_text((FIXTURES / "processes" / "document_change.bpmn").read_text(encoding="utf-8")
-                       .replace("Approve the revision", "Approve the new revision"), encoding="utf-8")
+    changed = _edited(tmp_path, {"Approve the revision": "Approve the new revision"})
     [result] = controlled_db.run(lambda s: runtime.deploy(s, [changed], FIXTURES / "forms", "qiang.li", at(1)))
     assert (result.label, result.status) == ("A/1", "active")
     controlled_db.run(lambda s: revisions.change_setting(s, "activation", "direct", "qiang.li", at(2), "test bench"))
@@ -181,3 +179,27 @@ def test_a_timer_started_procedure_keeps_its_schedule_on_the_active_version_unti
     decide(controlled_db, draft.change_instance, approved=True)
     schedule = controlled_db.run(lambda s: store.find_schedule(s, "timer_start_cycle"))
     assert (schedule.definition.version, "P6M" in schedule.expression) == (2, True)
+
+
+def test_an_approved_change_reclassified_as_another_kind_of_document_does_not_activate_the_draft(controlled_db,
+                                                                                                  tmp_path):
+    reclassify = {'<bpmn:sequenceFlow id="f_approve" sourceRef="approve_change" targetRef="end" />':
+                  '<bpmn:sequenceFlow id="f_approve" sourceRef="approve_change" targetRef="reclassify" />'
+                  '<bpmn:scriptTask id="reclassify"><bpmn:script>document_kind = "manual"</bpmn:script>'
+                  '</bpmn:scriptTask><bpmn:sequenceFlow id="f_end" sourceRef="reclassify" targetRef="end" />'}
+    [changed] = controlled_db.run(lambda s: runtime.deploy(s, [_edited(tmp_path, reclassify)], FIXTURES / "forms",
+                                                           "qiang.li", at(1)))
+    assert changed.version == 2
+    result = deploy_complaint(controlled_db, REVISED)
+    decide(controlled_db, result.change_instance, approved=True)
+    assert statuses(controlled_db) == [(1, "A/0", "active"), (2, "A/1", "rejected")]
+
+
+def _edited(tmp_path, replacements):
+    text = (FIXTURES / "processes" / "document_change.bpmn").read_text(encoding="utf-8")
+    for old, new in replacements.items():
+        assert old in text
+        text = text.replace(old, new)
+    path = tmp_path / "document_change.bpmn"
+    path.write_text(text, encoding="utf-8")
+    return path
