@@ -203,3 +203,30 @@ def _edited(tmp_path, replacements):
     path = tmp_path / "document_change.bpmn"
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def test_the_shipped_document_change_approves_a_revision_signed_by_the_management_representative(org_db):
+    from walk import complete, deploy_shipped, doer
+
+    org_db.run(lambda s: revisions.change_setting(s, "activation", "approval", "qiang.li", T0, "production"))
+    deploy_shipped(org_db, "document_change")
+    deploy_complaint(org_db, ORIGINAL)
+    result = deploy_complaint(org_db, REVISED, note="containment step")
+    answers = {
+        "request_change": {"document_kind": "procedure", "document_number": "QP-8.5-03", "revision_label": "A/1",
+                           "document_title": "Customer complaint procedure", "current_revision": "A/0",
+                           "change_reason": "Containment before analysis", "change_note": "containment step"},
+        "review_change": {"review_passed": "yes"},
+        "approve_by_mgmt_rep": {"approved": "yes"},
+        "release_document": {"effective_date": "2026-11-10", "revision_history_updated": "yes",
+                             "distribution": "Quality", "copies_issued": "1"},
+        "withdraw_obsolete": {"obsolete_revision": "A/0", "copies_recovered": "1", "master_marked_obsolete": "yes",
+                              "withdrawn_on": "2026-11-10"}}
+    for minutes in range(10, 100, 10):
+        tasks = org_db.run(lambda s: store.tasks_of_instance(s, result.change_instance, runtime.ACTIVE_TASK))
+        if not tasks:
+            break
+        actor = "lei.liu" if tasks[0].name == "review_change" else doer(org_db, tasks[0])
+        complete(org_db, tasks[0].id, actor, at(minutes), answers[tasks[0].name])
+    assert statuses(org_db) == [(1, "A/0", "obsolete"), (2, "A/1", "active")]
+    assert org_db.run(lambda s: audit.history(s, None))[-1].data["approved_by"] == "jian.tang"
