@@ -4,7 +4,7 @@ from datetime import timedelta
 
 import pytest
 
-from conftest import FIXTURES, ROOT, T0, deploy_fixture, fingerprint
+from conftest import FIXTURES, T0, deploy_fixture, fingerprint
 from engine import audit, corrections, migration, replay, runtime, store, timers
 from engine.errors import Forbidden, InvalidTransition
 
@@ -115,8 +115,8 @@ def test_only_a_head_migrates_and_only_with_a_reason_to_the_active_version(bound
 
 def test_a_waiting_task_the_new_version_moves_lands_in_the_new_departments_inbox(org_db):
     def deploy(path):
-        org_db.run(lambda s: runtime.deploy(s, [path], ROOT / "forms", "qiang.li", T0,
-                                            settings_file=ROOT / "processes" / "settings.yaml"))
+        org_db.run(lambda s: runtime.deploy(s, [path], FIXTURES / "complaint_forms", "qiang.li", T0,
+                                            settings_file=FIXTURES / "processes" / "complaint_settings.yaml"))
 
     def answer(actor, data, minutes):
         [task] = org_db.run(lambda s: store.tasks_of_instance(s, instance_id, runtime.ACTIVE_TASK))

@@ -7,18 +7,19 @@ import pytest
 from click.testing import CliRunner
 
 from cli import main
-from conftest import FIXTURES, ROOT, T0, at, deploy_fixture, fingerprint
+from conftest import FIXTURES, T0, at, deploy_fixture, fingerprint
 from engine import audit, revisions, runtime, store
 from engine.errors import InvalidTransition
 
 ORIGINAL, REVISED = FIXTURES / "processes" / "complaint_original.bpmn", FIXTURES / "processes" / "complaint_revised.bpmn"
-SETTINGS = ROOT / "processes" / "settings.yaml"
+SETTINGS = FIXTURES / "processes" / "complaint_settings.yaml"  # frozen with the complaint fixtures, as their forms
+FORMS = FIXTURES / "complaint_forms"
 INTAKE = {"customer": "Hangzhou Motors", "contact": "Zhao", "product_model": "QX-200", "channel": "email",
           "complaint_type": "quality", "description": "E07 overcurrent after 2 h"}
 
 
 def deploy_complaint(db, path, note=None):
-    [result] = db.run(lambda s: runtime.deploy(s, [path], ROOT / "forms", "qiang.li", at(5), settings_file=SETTINGS,
+    [result] = db.run(lambda s: runtime.deploy(s, [path], FORMS, "qiang.li", at(5), settings_file=SETTINGS,
                                                note=note))
     return result
 
@@ -143,10 +144,10 @@ def test_deploy_dry_run_shows_the_diff_and_the_running_instances_and_changes_not
     running = start_complaint(controlled_db)
     folder = tmp_path / "processes"
     folder.mkdir()
-    for source in (REVISED, SETTINGS):
-        (folder / source.name).write_bytes(source.read_bytes())
+    (folder / REVISED.name).write_bytes(REVISED.read_bytes())
+    (folder / "settings.yaml").write_bytes(SETTINGS.read_bytes())
     before = fingerprint(controlled_db)
-    code, out = qproc(controlled_db, "deploy", str(folder), "--forms", str(ROOT / "forms"), "--dry-run")
+    code, out = qproc(controlled_db, "deploy", str(folder), "--forms", str(FORMS), "--dry-run")
     assert code == 0, out
     assert ADDED in out and MOVED in out
     assert f"instance {running.id} (-) on version 1, waiting on intake" in out
