@@ -86,6 +86,7 @@ def test_a_gap_in_a_redeployed_table_is_refused_and_the_request_stays_to_registe
     table = (ROOT / "processes" / "problem_level.dmn").read_text(encoding="utf-8")
     (tmp_path / "problem_level.dmn").write_text(re.sub(r'      <rule id="rule_8">.*?</rule>\n', "", table, flags=re.S),
                                                 encoding="utf-8")
+    qproc("config", "set", "activation", "direct", "--reason", "the edited table takes effect at once", user="qiang.li")
     out = qproc("deploy", str(ROOT / "processes" / "after_sales_service.bpmn"), str(tmp_path / "problem_level.dmn"),
                 str(ROOT / "processes" / "capa.bpmn"), user="qiang.li")
     assert "after_sales_service: deployed as version 2" in out
