@@ -76,9 +76,9 @@ def correct(session: Session, task_id: int, actor: str, now: datetime, values: d
     if not reason.strip():
         raise InvalidTransition(f"cannot correct {runtime.task_label(task)}: give a reason")
     instance = task.instance
-    definition, workflow = runtime.load_workflow(instance)
+    _, workflow = runtime.load_workflow(instance)
     current = submitted_data(session, task)
-    clean = definition.forms[task.form_key].validate({**current, **values})
+    clean = runtime.form_of(session, task).validate({**current, **values})
     changes = {name: {"old": current.get(name), "new": clean.get(name)} for name in values
                if clean.get(name) != current.get(name)}
     if not changes:

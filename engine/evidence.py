@@ -35,7 +35,6 @@ def collect(session: Session, instance_id: int, actor: str, now: datetime) -> di
     """The evidence pack of one instance as plain JSON-ready data (reads only)."""
     instance = store.get_instance(session, instance_id)
     row = instance.definition
-    definition = runtime.definition_of(row)
     rows = store.events_of(session, instance_id)
     chain = {event.seq: event for event in rows}
     check = audit.verify(session, instance_id)
@@ -56,7 +55,7 @@ def collect(session: Session, instance_id: int, actor: str, now: datetime) -> di
         "events": [{"seq": e.seq, "at": _iso(e.at), "actor": e.actor, "kind": e.kind, "task_id": e.task_id,
                     "definition_hash": e.definition_hash, "data": e.data, "prev_hash": e.prev_hash, "hash": e.hash}
                    for e in rows],
-        "forms": [_submitted(session, task, definition, rows) for task in store.tasks_of_instance(session, instance_id)
+        "forms": [_submitted(session, task, rows) for task in store.tasks_of_instance(session, instance_id)
                   if task.status == runtime.TaskStatus.COMPLETED.value],
         "signatures": [{**e.data, "seq": e.seq, "at": _iso(e.at), "task_id": e.task_id,
                         "bound": audit.signature_is_bound(e, chain)}
@@ -68,9 +67,9 @@ def collect(session: Session, instance_id: int, actor: str, now: datetime) -> di
     }
 
 
-def _submitted(session: Session, task, definition, rows) -> dict[str, Any]:
+def _submitted(session: Session, task, rows) -> dict[str, Any]:
     """One completed task's form: labels, submitted values, corrections and the values as they stand."""
-    form = definition.forms[task.form_key]
+    form = runtime.form_of(session, task)
     fixes = [{"seq": e.seq, "at": _iso(e.at), "actor": e.actor, "reason": e.data["reason"],
                     "changes": e.data["changes"]}
                    for e in rows if e.kind == EventKind.DATA_CORRECTED.value and e.task_id == task.id]

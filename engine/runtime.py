@@ -31,6 +31,7 @@ from .definitions import Definition, UserTaskInfo
 from .directory import Organisation
 from .errors import (ConcurrentUpdate, DefinitionError, EngineError, ExpressionError, Forbidden, InvalidTransition,
                      NotFound, Refusal)
+from .forms import Form
 from .sandbox import make_script_engine
 from .store import CalendarRow, DefinitionRow, InstanceRow, OrganisationRow, ScheduleRow, TaskRow
 
@@ -873,11 +874,23 @@ def describe_task(session: Session, task_id: int, actor: str | None = None,
             _completable_task(session, task_id, actor, now)
         except (Forbidden, InvalidTransition) as err:
             blocked = str(err)
-    definition, workflow = load_workflow(task.instance)
+    _, workflow = load_workflow(task.instance)
     spiff_task = workflow.get_task_from_id(UUID(task.spiff_id))
     data = _public_data(spiff_task.data) if spiff_task is not None else {}
-    return TaskView(task=task, form=definition.forms[task.form_key], data=data, rules=rules_of(task),
-                    blocked=blocked)
+    return TaskView(task=task, form=form_of(session, task), data=data, rules=rules_of(task), blocked=blocked)
+
+
+def form_of(session: Session, task: TaskRow) -> Form:
+    """The form of ``task`` as it was given: for a task still open, the form of the version its instance runs
+    on; for a completed one, the form of the version it was completed under (an instance migrated since keeps
+    its earlier tasks' forms, even those the new version no longer has)."""
+    current = task.instance.definition
+    row = current
+    if task.status == TaskStatus.COMPLETED.value:
+        completed = store.task_event(session, task.id, EventKind.TASK_COMPLETED.value)
+        if completed is not None and completed.definition_hash not in (None, current.content_hash):
+            row = store.find_definition_by_hash(session, task.instance.process_key, completed.definition_hash) or current
+    return definition_of(row).forms[task.form_key]
 
 
 def visible_instance(session: Session, instance_id: int, actor: str) -> InstanceRow:

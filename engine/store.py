@@ -704,6 +704,12 @@ def events_of(session: Session, instance_id: int | None) -> list[EventRow]:
     return list(session.scalars(query))
 
 
+def task_event(session: Session, task_id: int, kind: str) -> EventRow | None:
+    """The first event of this kind about a task (e.g. its completion), or None."""
+    return session.scalars(select(EventRow).where(EventRow.task_id == task_id, EventRow.kind == kind)
+                           .order_by(EventRow.seq).limit(1)).first()
+
+
 def all_events(session: Session) -> list[EventRow]:
     """Every event, grouped by chain (instance id; the system chain's NULL sorts as a group too), in order."""
     return list(session.scalars(select(EventRow).order_by(EventRow.instance_id, EventRow.seq)))

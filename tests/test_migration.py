@@ -5,8 +5,8 @@ from datetime import timedelta
 import pytest
 
 from conftest import FIXTURES, T0, deploy_fixture, fingerprint
-from engine import audit, corrections, migration, replay, runtime, store, timers
-from engine.errors import Forbidden, InvalidTransition
+from engine import audit, corrections, evidence, migration, replay, runtime, store, timers
+from engine.errors import Forbidden, FormError, InvalidTransition
 
 ADD_STEP = {  # revision A/1 of boundary_timer: a reviewed request is recorded before it ends
     '<bpmn:sequenceFlow id="f_review" sourceRef="review" targetRef="end_reviewed" />':
@@ -77,6 +77,34 @@ def test_migrated_instance_takes_the_new_versions_path_and_replays_as_recorded(b
     assert boundary_db.run(lambda s: replay.replay(s, instance_id)).match
     assert boundary_db.run(audit.verify).problems == []
 
+
+def test_a_completed_task_keeps_the_form_it_was_answered_on_after_migrating_to_a_version_without_it(boundary_db,
+                                                                                                  tmp_path):
+    record_checks = {**ADD_STEP, '<bpmn:userTask id="chase"': ADD_STEP['<bpmn:userTask id="chase"'].replace(
+        '"form" value="review" /></spiffworkflow:properties></bpmn:extensionElements></bpmn:userTask><bpmn:userTask id="chase"',
+        '"form" value="check" /></spiffworkflow:properties></bpmn:extensionElements></bpmn:userTask><bpmn:userTask id="chase"')}
+    revise(boundary_db, tmp_path, record_checks)  # v2: review (form review), then record (form check)
+    instance_id = start(boundary_db)
+    [review] = boundary_db.run(lambda s: store.tasks_of_instance(s, instance_id, runtime.ACTIVE_TASK))
+    boundary_db.run(lambda s: runtime.complete(s, review.id, "mei.wang", T0 + HOUR, {"approved": True}))
+    v3 = tmp_path / "v3"
+    v3.mkdir()
+    source = (tmp_path / "boundary_timer.bpmn").read_text(encoding="utf-8")
+    (v3 / "boundary_timer.bpmn").write_text(source.replace('value="review"', 'value="check"'), encoding="utf-8")
+    [result] = boundary_db.run(lambda s: runtime.deploy(s, [v3 / "boundary_timer.bpmn"], FIXTURES / "forms",
+                                                        "qiang.li", T0))
+    assert "review" not in runtime.definition_of(boundary_db.run(
+        lambda s: store.get_definition(s, "boundary_timer", result.version))).forms
+    boundary_db.run(lambda s: migration.migrate(s, instance_id, result.version, "qiang.li", T0 + 2 * HOUR,
+                                                "record checks"))
+    pack = boundary_db.run(lambda s: evidence.collect(s, instance_id, "qiang.li", T0 + 3 * HOUR))
+    assert [(f["task"], f["form"], list(f["labels"])) for f in pack["forms"]] == [("review", "review", ["approved"])]
+    assert boundary_db.run(lambda s: runtime.describe_task(s, review.id).form.key) == "review"
+    boundary_db.run(lambda s: corrections.correct(s, review.id, "mei.wang", T0 + 3 * HOUR, {"approved": False},
+                                                  "misread the sample"))
+    with pytest.raises(FormError, match="approved"):
+        boundary_db.run(lambda s: corrections.correct(s, review.id, "mei.wang", T0 + 3 * HOUR, {"approved": "maybe"},
+                                                      "a value the review form refuses"))
 
 def test_migration_away_from_a_task_the_new_version_removes_is_refused_naming_it(boundary_db, tmp_path):
     instance_id = start(boundary_db)
