@@ -459,6 +459,17 @@ def _prepare_processes(sources, org, forms_dir, settings, settings_file, problem
     return definitions
 
 
+def _decision_tables(bpmn_artifacts: dict[str, str], by_artifact: dict) -> dict[str, str]:
+    """The DMN files whose decisions the given BPMN files' business rule tasks call: only those are pinned with
+    the process, so deploying it beside an unrelated table does not make a new version of it."""
+    tag = f"{{{lint_bpmn.SPIFF}}}calledDecisionId"
+    called = {el.text.strip() for name in bpmn_artifacts for el in by_artifact[name].root.iter(tag)
+              if el.text and el.text.strip()}
+    return {name: source.text for name, source in by_artifact.items()
+            if source.is_dmn and source.root is not None
+            and any(lint_bpmn.local_name(el) == "decision" and el.get("id") in called for el in source.root)}
+
+
 def _prepare_process(parser, process_key, file_of, by_artifact, org, forms_dir, settings, ladder,
                      problems: _Problems, all_settings: dict[str, dict]) -> Definition | None:
     own_file = file_of[process_key]
@@ -481,7 +492,7 @@ def _prepare_process(parser, process_key, file_of, by_artifact, org, forms_dir, 
     artifacts = {own_file: by_artifact[own_file].text}
     for called in subprocess_specs:
         artifacts[file_of[called]] = by_artifact[file_of[called]].text
-    artifacts.update({name: s.text for name, s in by_artifact.items() if s.is_dmn})
+    artifacts.update(_decision_tables(artifacts, by_artifact))
     facts = [_TaskFacts(process_spec.name, task_spec.bpmn_id, task_spec.bpmn_name or task_spec.bpmn_id,
                         task_spec.lane, task_spec.extensions.get("properties", {}), file_of[process_spec.name],
                         by_artifact[file_of[process_spec.name]].lines.get(task_spec.bpmn_id))

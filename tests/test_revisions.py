@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from cli import main
-from conftest import FIXTURES, T0, at, deploy_fixture, fingerprint
+from conftest import FIXTURES, ROOT, T0, at, deploy_fixture, fingerprint
 from engine import audit, revisions, runtime, store
 from engine.errors import InvalidTransition
 
@@ -231,3 +231,17 @@ def test_the_shipped_document_change_approves_a_revision_signed_by_the_managemen
         complete(org_db, tasks[0].id, actor, at(minutes), answers[tasks[0].name])
     assert statuses(org_db) == [(1, "A/0", "obsolete"), (2, "A/1", "active")]
     assert org_db.run(lambda s: audit.history(s, None))[-1].data["approved_by"] == "jian.tang"
+
+
+def test_deploying_a_process_without_an_unrelated_decision_table_is_not_a_new_version(org_db):
+    shipped = ROOT / "processes"
+    deploy_all = [shipped / "capa.bpmn", shipped / "after_sales_service.bpmn", shipped / "problem_level.dmn"]
+    org_db.run(lambda s: runtime.deploy(s, deploy_all, ROOT / "forms", "qiang.li", T0,
+                                        settings_file=shipped / "settings.yaml"))
+    again = org_db.run(lambda s: runtime.deploy(s, [shipped / "capa.bpmn"], ROOT / "forms", "qiang.li", T0,
+                                                settings_file=shipped / "settings.yaml"))
+    assert [(d.process_key, d.version, d.created) for d in again] == [("capa", 1, False)]
+    capa = org_db.run(lambda s: store.get_definition(s, "capa", 1))
+    assert not [name for name in capa.artifacts if name.startswith("dmn/")]
+    service = org_db.run(lambda s: store.get_definition(s, "after_sales_service", 1))
+    assert "dmn/problem_level.dmn" in service.artifacts
