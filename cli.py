@@ -622,6 +622,21 @@ PASSWORD_FILE = click.option("--password-file", type=click.Path(exists=True, dir
                              help="Read the password from this file (else QPROC_PASSWORD, else a hidden prompt).")
 
 
+def _signs(ctx: Context, task_id: int, data: dict[str, Any]) -> bool:
+    """Whether completing the task asks for a signature: it is signed, and neither the actor's rights nor the
+    form would refuse the completion first (so nobody types a password for a completion that cannot happen)."""
+    def check(session) -> bool:
+        view = engine.describe_task(session, task_id, ctx.actor, ctx.now)
+        if not view.rules.signature or view.blocked:
+            return False
+        view.form.validate(data)
+        return True
+    try:
+        return ctx.db.run(check)
+    except EngineError:
+        return False  # the completion itself refuses, with the same message (and records it where it must)
+
+
 @main.command()
 @click.argument("task_id", type=int)
 @click.option("--data", "data_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -639,8 +654,7 @@ def complete(ctx: Context, task_id: int, data_file: Path | None, pairs: tuple[st
     --password-file or QPROC_PASSWORD.
     """
     data = _read_data(data_file, pairs, typed=False)
-    meaning = ctx.run(lambda s: engine.rules_of(engine.store.get_task(s, task_id)).signature)
-    password = _password(password_file, f"Password of {ctx.actor} to sign") if meaning else None
+    password = _password(password_file, f"Password of {ctx.actor} to sign") if _signs(ctx, task_id, data) else None
 
     def work(session):
         task = engine.complete(session, task_id, ctx.actor, ctx.now, data, password=password,

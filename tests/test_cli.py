@@ -329,3 +329,12 @@ def test_first_command_in_an_empty_folder_needs_no_setup(tmp_path, monkeypatch):
     result = CliRunner().invoke(main, ["instances", "--json"], catch_exceptions=False)
     assert (result.exit_code, result.output) == (0, "[]\n")
     assert (tmp_path / "qproc.db").exists()
+
+
+def test_a_completion_that_would_be_refused_does_not_ask_for_the_password_first(deployed, monkeypatch):
+    monkeypatch.delenv("QPROC_PASSWORD", raising=False)
+    approval = _to_capa_approval(deployed)
+    code, out = deployed("complete", str(approval), "--set", "capa_decision=approved", user="hong.han")
+    assert code == 1 and "Password" not in out and "head" in out
+    code, out = deployed("complete", str(approval), "--set", "capa_decision=perhaps", user="jian.tang")
+    assert code == 1 and "Password" not in out and "capa_decision" in out
