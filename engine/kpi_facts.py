@@ -1,4 +1,5 @@
-"""What the history says, in the terms the KPIs count: complaints, CAPAs, human tasks, escalations.
+"""What the history says, in the terms the KPIs count: complaints, CAPAs, satisfaction surveys, human tasks,
+escalations.
 
 :func:`read_history` reads every instance event before a moment (one query) and which process each
 task belongs to (one query on the task rows), and turns them into facts that keep, for every
@@ -20,6 +21,24 @@ from .audit import EventKind
 
 
 @dataclass(frozen=True)
+class SurveySource:
+    """Where a procedure scores customer satisfaction (1-5): its process, the user tasks holding the answers,
+    and the answer fields — one field is the score; several are averaged, rounded to two places as the
+    procedure scores them. The customer is satisfied by ``satisfied_field`` when the form asks, else when the
+    score reaches the instance's ``satisfied_setting``; with neither the survey does not say."""
+
+    process: str
+    tasks: tuple[str, ...]
+    score_fields: tuple[str, ...]
+    satisfied_field: str | None = None
+    satisfied_setting: str | None = None
+
+    def asks(self, task: "Task") -> bool:
+        """True when the task is one of this procedure's survey tasks."""
+        return task.process == self.process and task.name in self.tasks
+
+
+@dataclass(frozen=True)
 class Names:
     """The procedure vocabulary the KPIs read: process keys, user task ids (BPMN ids) and form fields."""
 
@@ -32,9 +51,7 @@ class Names:
     customer_deadline: str
     quality_review_task: str
     reply_tasks: tuple[str, ...]
-    satisfaction_task: str
-    satisfaction_score: str
-    satisfied: str
+    surveys: tuple[SurveySource, ...]
     capa_process: str
     capa_open_task: str
     capa_cause_task: str
@@ -162,6 +179,23 @@ class Capa:
 
 
 @dataclass(frozen=True)
+class Survey:
+    """One answered satisfaction survey: the procedure and task it came from, when, and its score (1-5).
+
+    ``score`` is None when an answer it is computed from is missing; ``satisfied`` None when the procedure
+    does not say."""
+
+    instance_id: int
+    key: str | None
+    process: str
+    task: str
+    answered: Stamp
+    score: float | None
+    satisfied: bool | None
+    corrections: list[int]  # event numbers of corrections to its answers
+
+
+@dataclass(frozen=True)
 class Escalation:
     """A ``task_escalated`` event: an overdue task was handed up the escalation ladder."""
 
@@ -182,6 +216,7 @@ class History:
     targets: Targets
     complaints: list[Complaint]
     capas: list[Capa]
+    surveys: list[Survey]
     tasks: list[Task]
     escalations: list[Escalation]
     events_read: int
@@ -193,7 +228,7 @@ def read_history(session: Session, until: datetime, tz: tzinfo, names: Names) ->
     rows = store.instance_events_before(session, until)
     processes = store.task_processes(session)
     history = History(until=until, tz=tz, targets=read_targets(session, until, names.settings_processes),
-                      complaints=[], capas=[], tasks=[], escalations=[], events_read=len(rows), instances_read=0)
+                      complaints=[], capas=[], surveys=[], tasks=[], escalations=[], events_read=len(rows), instances_read=0)
     for instance_id, group in groupby(rows, key=lambda row: row[0].instance_id):
         events = list(group)
         history.instances_read += 1
@@ -237,6 +272,7 @@ def _read_instance(history: History, names: Names, instance_id: int, process_key
     capa = _capa(names, instance_id, key, ordered, cancelled)
     if capa is not None:
         history.capas.append(capa)
+    history.surveys.extend(_surveys(names, ordered, start_data))
 
 
 def _correct(task: Task, changes: dict[str, dict], stamp: Stamp) -> None:
@@ -292,3 +328,30 @@ def _capa(names: Names, instance_id, key, tasks, cancelled) -> Capa | None:
                 corrections=sorted(seq for t in (*cause_tasks, *plan_tasks) for seq in t.corrections),
                 planned_completion=date.fromisoformat(planned) if planned else None, verifications=verifications,
                 closed=closings[0] if closings else None, cancelled=cancelled)
+
+
+def _surveys(names: Names, tasks: list[Task], start_data: dict[str, Any]) -> list[Survey]:
+    """The instance's answered satisfaction surveys, each from the task it was answered on, in order of answer."""
+    found = []
+    for task in sorted((t for t in tasks if t.completed), key=lambda t: t.completed.seq):
+        for source in names.surveys:
+            if source.asks(task):
+                score = _score(source, task.data)
+                found.append(Survey(task.instance_id, task.key, task.process, task.name, task.completed, score,
+                                    _satisfied(source, task.data, score, start_data), list(task.corrections)))
+    return found
+
+
+def _score(source: SurveySource, answers: dict[str, Any]) -> float | None:
+    values = [answers.get(name) for name in source.score_fields]
+    if any(value is None for value in values):
+        return None
+    return values[0] if len(values) == 1 else round(sum(values) / len(values), 2)
+
+
+def _satisfied(source: SurveySource, answers: dict[str, Any], score: float | None,
+               start_data: dict[str, Any]) -> bool | None:
+    if source.satisfied_field is not None:
+        return bool(answers.get(source.satisfied_field))
+    threshold = start_data.get(source.satisfied_setting) if source.satisfied_setting else None
+    return None if threshold is None or score is None else score >= threshold

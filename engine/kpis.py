@@ -31,7 +31,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from . import kpi_facts
-from .kpi_facts import Complaint, History, Names
+from .kpi_facts import Complaint, History, Names, SurveySource
 from .periods import Period, add_months, end_of_day, quarter_of
 
 NAMES = Names(
@@ -44,9 +44,14 @@ NAMES = Names(
     customer_deadline="customer_deadline",
     quality_review_task="quality_review",    # the complaint has reached Quality when this task is first created
     reply_tasks=("reply_customer", "explain_to_customer"),  # the first completion of either is the reply
-    satisfaction_task="confirm_satisfaction",
-    satisfaction_score="satisfaction_score",
-    satisfied="satisfied",
+    surveys=(  # every place a procedure scores customer satisfaction 1-5; each answered task is one survey
+        SurveySource("customer_complaint", ("confirm_satisfaction",), ("satisfaction_score",),  # P1 service report
+                     satisfied_field="satisfied"),
+        SurveySource("customer_satisfaction", ("survey_by_sales", "survey_by_service"),  # P5 满意度调查表
+                     ("quality_score", "delivery_score", "service_score", "response_score", "technical_score"),
+                     satisfied_setting="satisfaction_threshold"),  # averaged like its score_survey script
+        SurveySource("after_sales_service", ("satisfaction_survey",), ("satisfaction_score",)),  # P2 满意度调查表
+    ),
     capa_process="capa",                     # P3, called from a complaint or started on its own: its user tasks below
     capa_open_task="form_team",              # its first creation opens the CAPA
     capa_cause_task="analyse_root_cause",    # the root cause form: the failure cause (the latest one counts)
@@ -408,23 +413,43 @@ def pieces_per_occurrence(history: History, period: Period) -> Figure:
 
 
 def satisfaction(history: History, period: Period) -> Figure:
-    """Satisfaction confirmations answered in the period (score 1-5), and the response rate of those asked in it."""
-    asked = [t for t in history.tasks if t.name == NAMES.satisfaction_task and period.holds(t.created.at)]
+    """Satisfaction surveys of every procedure answered in the period (score 1-5), and the response rate of
+    those asked in it."""
+    asked = [t for t in history.tasks if _survey_task(t) and period.holds(t.created.at)]
     answered = [t for t in asked if t.completed]
-    responses = sorted((t for t in history.tasks if t.name == NAMES.satisfaction_task
-                        and period.holds(t.completed.at if t.completed else None)), key=lambda t: t.completed.at)
-    rows = [{"instance": t.instance_id, "key": t.key, "answered": t.completed.at,
-             "score": t.data.get(NAMES.satisfaction_score), "satisfied": bool(t.data.get(NAMES.satisfied)),
-             "events": f"#{t.completed.seq}"} for t in responses]
-    scores = [r["score"] for r in rows if r["score"] is not None]
-    value = round(statistics.fmean(scores), 2) if scores else None
+    responses = sorted((s for s in history.surveys if period.holds(s.answered.at)), key=lambda s: s.answered.at)
+    rows = [{"source": s.process, "instance": s.instance_id, "key": s.key, "task": s.task, "answered": s.answered.at,
+             "score": s.score, "satisfied": s.satisfied, "events": _trace(s.answered, s.corrections)}
+            for s in responses]
+    scored = [r for r in rows if r["score"] is not None]
+    value = round(statistics.fmean(r["score"] for r in scored), 2) if scored else None
     target = history.targets.target_satisfaction_score
     return Figure("satisfaction", "Customer satisfaction score", period.label, value, "score", target,
                   f"≥ {target} of 5 on average" if target is not None else "", _at_least(value, target),
-                  stats={"responses": len(rows), "satisfied": sum(r["satisfied"] for r in rows),
+                  stats={"responses": len(rows), "satisfied": sum(r["satisfied"] is True for r in rows),
                          "asked": len(asked), "answered": len(answered),
                          "response_rate": share(len(answered), len(asked))},
-                  tables={"by score": [{"score": s, "count": scores.count(s)} for s in range(1, 6)]}, rows=rows)
+                  tables={"by source": _averages(scored, "source"),
+                          "by score": [{"score": band, "count": sum(_band(r["score"]) == band for r in scored)}
+                                       for band in range(1, 6)]},
+                  rows=rows)
+
+
+def _survey_task(task) -> bool:
+    return any(source.asks(task) for source in NAMES.surveys)
+
+
+def _band(score: float) -> int:
+    """The whole score a (possibly averaged) score rounds to, halves up: 4.5 counts under 5."""
+    return math.floor(score + 0.5)
+
+
+def _averages(rows: list[dict], column: str) -> list[dict[str, Any]]:
+    groups: dict[str, list[float]] = defaultdict(list)
+    for row in rows:
+        groups[row[column]].append(row["score"])
+    return [{column: name, "count": len(scores), "average": round(statistics.fmean(scores), 2)}
+            for name, scores in sorted(groups.items())]
 
 
 def escalations(history: History, period: Period) -> Figure:
@@ -490,8 +515,14 @@ KPIS: tuple[Kpi, ...] = (
         f"Complaints received in the period whose '{N.quantity}' exceeds target_max_pieces_per_occurrence.",
         pieces_per_occurrence),
     Kpi("satisfaction", "Customer satisfaction 顾客满意度",
-        f"'{N.satisfaction_score}' (1-5) of the '{N.satisfaction_task}' tasks completed in the period; response "
-        "rate: of those tasks created in the period, the share completed by the report's as-of time.", satisfaction),
+        "The average score (1-5) of the satisfaction surveys answered in the period, each counted once with its "
+        "procedure: " + "; ".join(
+            f"'{s.process}' task {' or '.join(repr(t) for t in s.tasks)} (" + (
+                f"'{s.score_fields[0]}'" if len(s.score_fields) == 1 else
+                f"the mean of {', '.join(repr(f) for f in s.score_fields)}, rounded to 2 places") + ")"
+            for s in N.surveys)
+        + ". Response rate: of those tasks created in the period, the share completed by the report's as-of time.",
+        satisfaction),
     Kpi("escalations", "Escalations 升级",
         "task_escalated events in the period, by the department of the escalated task.", escalations),
 )

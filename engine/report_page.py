@@ -178,7 +178,7 @@ def _stats_line(f: Figure) -> str:
     if f.key == "satisfaction":
         rate = _value(s["response_rate"], "share")
         return (f"{s['satisfied']} of {s['responses']} answers satisfied. Response rate {rate}: "
-                f"{s['answered']} of the {s['asked']} confirmations asked in the period were answered.")
+                f"{s['answered']} of the {s['asked']} surveys asked in the period were answered.")
     return ""
 
 

@@ -14,7 +14,9 @@ from conftest import ROOT
 from engine import corrections, demo, kpis, reports, runtime, store, timers
 from engine.errors import NotFound
 from test_customer_complaint import INTAKE, STANDARD
+import test_after_sales_service
 import test_capa
+import test_customer_satisfaction
 import walk
 from walk import MEMBER
 
@@ -209,6 +211,56 @@ def test_satisfaction_averages_scores_and_counts_unanswered_confirmations(seeded
     figure = november(db).figure("satisfaction")
     assert (figure.value, figure.met) == (4.0, True)
     assert figure.stats == {"responses": 3, "satisfied": 3, "asked": 4, "answered": 3, "response_rate": 0.75}
+
+
+@pytest.fixture
+def surveyed(seeded):
+    """The six complaints plus surveys from the other two procedures that score satisfaction:
+
+    p5_november: a customer satisfaction survey 满意度调查表 answered 2 Nov, answers 5 4 5 4 5 (average 4.6)
+    p5_october:  one answered 20 Oct, answers 2 4 3 1 3 (average 2.6, a low score)
+    p2_november: an after-sales service request whose survey 满意度调查表 scored 2, 2 Nov
+    """
+    db, ids = seeded
+    test_after_sales_service.deploy(db, test_after_sales_service.service_files())
+    walk.deploy_shipped(db, "customer_satisfaction")
+    ids["p5_november"] = test_customer_satisfaction.survey(db).instance_id
+    ids["p5_october"] = test_customer_satisfaction.survey(
+        db, {"survey_by_sales": [test_customer_satisfaction.UNHAPPY]}, start=local(20, 9, month=10)).instance_id
+    _, ids["p2_november"] = test_after_sales_service.drive(
+        db, {"satisfaction_survey": [{"satisfaction_score": "2"}]}, until="return_visit")
+    return db, ids
+
+
+def test_satisfaction_counts_each_survey_of_every_procedure_once(surveyed):
+    db, ids = surveyed
+    figure = november(db).figure("satisfaction")
+    assert (figure.value, figure.met) == (3.72, False)  # (5 + 3 + 4 + 4.6 + 2) / 5, below the 4.0 target
+    assert sorted((r["source"], r["instance"], r["score"]) for r in figure.rows) == sorted([
+        ("customer_complaint", ids["fast"], 5), ("customer_complaint", ids["slow"], 3),
+        ("customer_complaint", ids["boundary"], 4), ("customer_satisfaction", ids["p5_november"], 4.6),
+        ("after_sales_service", ids["p2_november"], 2)])
+    assert figure.stats == {"responses": 5, "satisfied": 4, "asked": 6, "answered": 5, "response_rate": 0.8333}
+    assert figure.tables["by source"] == [{"source": "after_sales_service", "count": 1, "average": 2},
+                                          {"source": "customer_complaint", "count": 3, "average": 4},
+                                          {"source": "customer_satisfaction", "count": 1, "average": 4.6}]
+    assert [row["count"] for row in figure.tables["by score"]] == [0, 1, 1, 1, 2]
+
+
+def test_a_survey_answered_before_the_period_counts_in_its_own_month(surveyed):
+    db, ids = surveyed
+    october = db.run(lambda s: reports.monthly(s, 2026, 10, TZ, NOVEMBER_END)).figure("satisfaction")
+    assert october.value == 3.8  # the October complaint's 5 and the October survey's (2 + 4 + 3 + 1 + 3) / 5
+    assert sorted((r["source"], r["instance"], r["score"], r["satisfied"]) for r in october.rows) == [
+        ("customer_complaint", ids["october"], 5, True), ("customer_satisfaction", ids["p5_october"], 2.6, False)]
+
+
+def test_each_survey_row_names_the_event_holding_its_answers(surveyed):
+    db, ids = surveyed
+    for row in november(db).figure("satisfaction").rows:
+        event = next(e for e in walk.history(db, row["instance"]) if f"#{e.seq}" == row["events"])
+        assert (event.kind, event.data["task"]) == ("task_completed", row["task"])
+        assert event.at == row["answered"]
 
 
 def test_open_complaint_past_its_closure_deadline_is_overdue(seeded):
