@@ -12,11 +12,12 @@ from pathlib import Path
 import yaml
 
 from conftest import ROOT, T0
-from engine import audit, demo, runtime, store
+from engine import audit, demo, runtime, store, timers
 
 # Who does a department's (non-head) tasks in the walks: a member other than the head.
 MEMBER = {"sales": "li.zhou", "service": "yan.sun", "quality": "mei.wang", "engineering": "bin.huang",
-          "rnd": "yang.song", "mgmt_rep": "hong.han", "gm": "xiaoming.deng"}
+          "rnd": "yang.song", "mgmt_rep": "hong.han", "gm": "xiaoming.deng", "tech_support": "yu.guo",
+          "tech_mgmt": "jing.zheng", "finance": "ning.peng"}
 STEP = timedelta(minutes=30)
 
 
@@ -61,17 +62,24 @@ def walk(db, process: str, starter: str, answers: dict[str, list[dict]], data: d
 
     ``answers`` gives each task's submissions in order (the last one repeats); ``actors`` names who
     does a task instead of the department's usual member or head. Signed tasks get the signer's
-    demo password.
+    demo password. While the instance waits on a timer with no task open, the worker fires it when due.
     """
     queues = {name: list(values) for name, values in answers.items()}
     clock = start
     instance_id = db.run(lambda s: runtime.start(s, process, starter, clock, data=data).id)
     seen = Walk(instance_id)
-    for _ in range(40):
+    for _ in range(80):
         clock += STEP
         tasks = db.run(lambda s: store.tasks_of_instance(s, instance_id, runtime.ACTIVE_TASK))
-        if not tasks or tasks[0].name == until:
+        if any(task.name == until for task in tasks):
             return seen
+        if not tasks:
+            waiting = db.run(lambda s: store.get_instance(s, instance_id))
+            if waiting.status != "running" or waiting.next_due_at is None:
+                return seen
+            clock = max(clock, waiting.next_due_at + timedelta(minutes=1))
+            timers.fire_due(db, clock)
+            continue
         task = tasks[0]
         actor = (actors or {}).get(task.name) or doer(db, task)
         assert task.id in [t.id for t in inbox(db, actor)], f"{task.name} is not in {actor}'s inbox"
